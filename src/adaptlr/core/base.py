@@ -1,0 +1,332 @@
+"""The parts of the rule θ ← θ − (η_t/σ_t)·m_t and how they compose.
+
+A *part* is pure and elementwise: it turns an incoming update ``u`` (at first the gradient)
+into a new one, reading and returning its own per-element buffers (``exp_avg``,
+``exp_avg_sq``, …). Everything that depends only on the step number (bias corrections,
+schedules, RAdam's rectification) is computed once per tensor in plain Python by
+:meth:`Part.coefficients`; :meth:`Part.apply` then does only elementwise arithmetic through an
+``ops`` namespace and never branches on those coefficients. That discipline is what lets
+``adaptlr.kernels`` generate a fused kernel from the same ``apply`` instead of rewriting the
+math (see ``docs/architecture.md``).
+
+:class:`Transform` (what :func:`chain` returns) is the functional API, in the style of
+optax's ``GradientTransformation``: ``init(params) -> state`` and
+``update(grads, state, params, count) -> (updates, new_state)``; ``params + updates`` is the
+new parameter. ``state`` is one dict per tensor, with torch.optim's buffer names, so that a
+state dict of an adaptlr optimizer reads like torch's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# A hyperparameter that may change with time: a number or a schedule ``step -> value``.
+Value = float | Callable[[int], float]
+
+
+def resolve(value: Value, step: int) -> float:
+    """The value of a number or a schedule at ``step``."""
+    return float(value(step)) if callable(value) else float(value)
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype torch.optim uses for ``step`` and other scalar state (mirrored for parity)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+class TorchOps:
+    """The elementwise vocabulary a part may use, on torch tensors (the reference path).
+
+    Operands are tensors or Python floats; conditions of :meth:`where` may be plain bools
+    (when they depend only on coefficients).
+    """
+
+    @staticmethod
+    def sqrt(x: Any) -> Any:
+        return torch.sqrt(x) if isinstance(x, Tensor) else math.sqrt(x)
+
+    @staticmethod
+    def abs(x: Any) -> Any:
+        return torch.abs(x) if isinstance(x, Tensor) else abs(x)
+
+    @staticmethod
+    def maximum(a: Any, b: Any) -> Any:
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            return torch.maximum(a, b)
+        if isinstance(a, Tensor):
+            return torch.clamp(a, min=b)
+        if isinstance(b, Tensor):
+            return torch.clamp(b, min=a)
+        return max(a, b)
+
+    @staticmethod
+    def minimum(a: Any, b: Any) -> Any:
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            return torch.minimum(a, b)
+        if isinstance(a, Tensor):
+            return torch.clamp(a, max=b)
+        if isinstance(b, Tensor):
+            return torch.clamp(b, max=a)
+        return min(a, b)
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> Any:
+        if isinstance(cond, (bool, int, float)):
+            return a if cond else b
+        return torch.where(cond, a, b)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A per-element state tensor of a part, shaped like the parameter.
+
+    ``name`` follows torch.optim where an equivalent exists; ``fill`` is its initial value.
+    """
+
+    name: str
+    fill: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A per-tensor scalar state (e.g. NAdam's ``mu_product``), kept as a 0-d tensor."""
+
+    name: str
+    initial: float
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a part may know of time when it computes its coefficients.
+
+    ``step`` is this tensor's own count of updates *including* the current one (1 on the first
+    update; torch.optim's per-parameter ``step``), ``count`` the group's number of updates
+    applied *before* this one (0 on the first; what schedules are evaluated at), ``norm`` the
+    global norm of the incoming updates when the part asked for it.
+    """
+
+    step: int
+    count: int
+    norm: float = 0.0
+
+
+class Part:
+    """One pure, elementwise factor of the update rule.
+
+    Subclasses set :attr:`buffers`, :attr:`scalars` and override :meth:`coefficients` and
+    :meth:`apply`. ``apply`` must use only arithmetic operators and ``ops`` on its inputs, and
+    must not branch in Python on ``c`` (it is traced to generate fused kernels).
+    """
+
+    buffers: tuple[Buffer, ...] = ()
+    scalars: tuple[Scalar, ...] = ()
+    #: set on parts that need the global norm of the incoming updates (a reduction barrier)
+    needs_norm: bool = False
+    #: the part's factor of η (learning-rate parts), for :meth:`Transform.effective_lr`
+    is_scale: bool = False
+
+    def coefficients(
+        self, ctx: Context, scalars: Mapping[str, float]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Per-tensor numbers for this step, and the new scalar state."""
+        return {}, {}
+
+    def apply(
+        self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        """The new update and the new buffers, elementwise."""
+        raise NotImplementedError
+
+    # Magnitudes override these two; see core/magnitude.py.
+    def sigma(self, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any) -> Any:
+        """σ_t from the state (only for magnitude parts)."""
+        return None
+
+    def scale(self, c: Mapping[str, float]) -> float:
+        """This part's factor of η_t (only for learning-rate parts)."""
+        return 1.0
+
+    def __repr__(self) -> str:
+        fields = getattr(self, "__dataclass_fields__", {})
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in fields)
+        return f"{type(self).__name__}({args})"
+
+
+State = list[dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A part inside a transform, and where its buffers live in the per-tensor state."""
+
+    part: Part
+    names: dict[str, str]  # part's buffer/scalar name -> state key
+
+
+class Transform:
+    """A sequence of parts applied one after the other: what :func:`chain` returns.
+
+    Example:
+        >>> import torch
+        >>> from adaptlr import core
+        >>> adam = core.chain(core.rule(core.ema(0.9), core.ema_sq(0.999, debias=True)),
+        ...                   core.scale_by_learning_rate(0.1))
+        >>> p = [torch.tensor([1.0, -2.0])]
+        >>> state = adam.init(p)
+        >>> updates, state = adam.update([torch.tensor([0.5, -4.0])], state, p)
+        >>> updates[0]  # the first Adam step is -lr·sign(g) up to eps
+        tensor([-0.1000,  0.1000])
+    """
+
+    def __init__(self, parts: Sequence[Part]):
+        slots: list[_Slot] = []
+        taken: set[str] = {"step"}
+        for part in parts:
+            if not isinstance(part, Part):
+                raise TypeError(f"chain: expected adaptlr.core parts, got {type(part).__name__}")
+            names = {}
+            for name in [b.name for b in part.buffers] + [s.name for s in part.scalars]:
+                key, k = name, 1
+                while key in taken:  # two parts with a buffer of the same name: keep both
+                    key, k = f"{name}_{k}", k + 1
+                taken.add(key)
+                names[name] = key
+            slots.append(_Slot(part, names))
+        self.slots: tuple[_Slot, ...] = tuple(slots)
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        """The keys of a tensor's state: ``step`` and every buffer and scalar."""
+        return ("step",) + tuple(k for s in self.slots for k in s.names.values())
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        return tuple(s.part for s in self.slots)
+
+    def __repr__(self) -> str:
+        return "chain(" + ", ".join(repr(p) for p in self.parts) + ")"
+
+    # -- functional API -------------------------------------------------------------------
+    def init_one(self, p: Tensor) -> dict[str, Tensor]:
+        """The initial state of one tensor (``step`` 0, buffers filled, scalars set)."""
+        state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=scalar_dtype())}
+        for slot in self.slots:
+            for b in slot.part.buffers:
+                buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if b.fill != 0.0:
+                    buf.fill_(complex(b.fill, b.fill) if p.is_complex() else b.fill)
+                state[slot.names[b.name]] = buf
+            for s in slot.part.scalars:
+                state[slot.names[s.name]] = torch.tensor(s.initial, dtype=scalar_dtype())
+        return state
+
+    def init(self, params: Sequence[Tensor]) -> State:
+        """The initial state of each tensor in ``params``."""
+        return [self.init_one(p) for p in params]
+
+    def update(
+        self,
+        grads: Sequence[Tensor],
+        state: State,
+        params: Sequence[Tensor],
+        count: int = 0,
+    ) -> tuple[list[Tensor], State]:
+        """Updates to *add* to ``params``, and the new state; nothing is modified in place.
+
+        ``count`` is the number of updates applied before this one, at which schedules are
+        evaluated; each tensor's own ``step`` in ``state`` drives bias corrections.
+        """
+        if not (len(grads) == len(state) == len(params)):
+            raise ValueError(
+                f"update: grads, state and params must have the same length, got "
+                f"{len(grads)}, {len(state)} and {len(params)}"
+            )
+        new_state = [dict(s) for s in state]
+        steps = [int(s["step"].item()) + 1 for s in state]
+        for s, step in zip(new_state, steps):
+            s["step"] = torch.tensor(float(step), dtype=s["step"].dtype, device=s["step"].device)
+        # Complex numbers are updated as pairs of reals, as torch.optim does.
+        us = [_real(g) for g in grads]
+        ps = [_real(p) for p in params]
+        for slot in self.slots:
+            part = slot.part
+            norm = _global_norm(us) if part.needs_norm else 0.0
+            for i, (u, p) in enumerate(zip(us, ps)):
+                st = new_state[i]
+                ctx = Context(step=steps[i], count=count, norm=norm)
+                scal = {s.name: float(st[slot.names[s.name]].item()) for s in part.scalars}
+                c, new_scal = part.coefficients(ctx, scal)
+                buf = {b.name: _real(st[slot.names[b.name]]) for b in part.buffers}
+                u, new_buf = part.apply(u, p, buf, c, TorchOps)
+                us[i] = u
+                for name, value in new_buf.items():
+                    old = st[slot.names[name]]
+                    st[slot.names[name]] = _like(value, old)
+                for name, value in new_scal.items():
+                    old = st[slot.names[name]]
+                    st[slot.names[name]] = torch.tensor(value, dtype=old.dtype, device=old.device)
+        updates = [_like(u, g) for u, g in zip(us, grads)]
+        return updates, new_state
+
+    def effective_lr(self, state: Mapping[str, Tensor], count: int) -> Tensor | None:
+        """η_t/σ_t elementwise for one tensor, from the state of its last update.
+
+        ``count`` is the group's number of applied updates (the last one used ``count - 1``).
+        ``None`` where no part of the chain divides by a magnitude.
+        """
+        step = int(state["step"].item())
+        if step == 0:
+            return None
+        ctx = Context(step=step, count=max(count - 1, 0))
+        eta, sigma = 1.0, None
+        for slot in self.slots:
+            part = slot.part
+            scal = {s.name: float(state[slot.names[s.name]].item()) for s in part.scalars}
+            c, _ = part.coefficients(ctx, scal)
+            eta *= abs(part.scale(c))
+            buf = {b.name: _real(state[slot.names[b.name]]) for b in part.buffers}
+            s = part.sigma(buf, c, TorchOps)
+            if s is not None:
+                sigma = s if sigma is None else sigma * s
+        if sigma is None:
+            return None
+        return eta / sigma
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _like(value: Any, ref: Tensor) -> Tensor:
+    """``value`` (a result of ``apply``) as a tensor of ``ref``'s shape, dtype and layout."""
+    if not isinstance(value, Tensor):
+        value = torch.full_like(_real(ref), float(value))
+    if ref.is_complex():
+        value = torch.view_as_complex(value.contiguous())
+    if value.dtype != ref.dtype:
+        value = value.to(ref.dtype)
+    return value
+
+
+def _global_norm(us: Sequence[Tensor]) -> float:
+    if not us:
+        return 0.0
+    norms = [torch.linalg.vector_norm(u.double()) for u in us if u.numel()]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def chain(*parts: Part | Transform) -> Transform:
+    """Compose parts left to right: the output update of one is the input of the next.
+
+    Transforms given as arguments are flattened into their parts.
+    """
+    flat: list[Part] = []
+    for p in parts:
+        flat.extend(p.parts if isinstance(p, Transform) else [p])
+    return Transform(flat)

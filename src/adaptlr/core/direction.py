@@ -1,0 +1,101 @@
+r"""Directions m_t: what the update points along.
+
+The raw gradient is the identity (no part at all); these parts replace it by a weighted sum of
+past gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .base import Buffer, Context, Part, Scalar, scalar_dtype
+
+
+@dataclass(frozen=True, repr=False)
+class momentum(Part):
+    r"""Heavy-ball momentum with torch.optim.SGD's semantics.
+
+    .. math::
+        b_1 = g_1,\qquad b_t = \mu\, b_{t-1} + (1-\tau)\, g_t,\qquad
+        m_t = \begin{cases} g_t + \mu\, b_t & \text{nesterov} \\ b_t & \text{otherwise}\end{cases}
+
+    with momentum :math:`\mu` and dampening :math:`\tau`. The first step copies the gradient
+    (no dampening), as torch does.
+    """
+
+    momentum: float
+    dampening: float = 0.0
+    nesterov: bool = False
+    buffers = (Buffer("momentum_buffer"),)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        first = ctx.step == 1
+        return {"a": 0.0 if first else self.momentum, "b": 1.0 if first else 1 - self.dampening}, {}
+
+    def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
+        b = c["a"] * buf["momentum_buffer"] + c["b"] * u
+        m = u + self.momentum * b if self.nesterov else b
+        return m, {"momentum_buffer": b}
+
+
+@dataclass(frozen=True, repr=False)
+class ema(Part):
+    r"""Exponential moving average of the gradient (Adam's first moment).
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
+        \hat m_t = m_t / (1-\beta_1^t)\ \text{(if debias)}
+    """
+
+    b1: float
+    debias: bool = True
+    buffers = (Buffer("exp_avg"),)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        correction = 1 - self.b1**ctx.step if self.debias else 1.0
+        return {"correction": correction}, {}
+
+    def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
+        m = buf["exp_avg"] + (1 - self.b1) * (u - buf["exp_avg"])
+        return m / c["correction"], {"exp_avg": m}
+
+
+@dataclass(frozen=True, repr=False)
+class nesterov_ema(Part):
+    r"""NAdam's direction (Dozat 2016, with torch.optim.NAdam's momentum decay ψ).
+
+    .. math::
+        \mu_t = \beta_1\,(1 - \tfrac12\, 0.96^{t\psi}),\qquad
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\\
+        \hat m_t = \frac{(1-\mu_t)\, g_t}{1 - \prod_{i\le t}\mu_i}
+                 + \frac{\mu_{t+1}\, m_t}{1 - \prod_{i\le t+1}\mu_i}
+
+    ``mu_product`` is kept per tensor in the scalar dtype torch uses, so rounding matches.
+    """
+
+    b1: float
+    momentum_decay: float = 4e-3
+    buffers = (Buffer("exp_avg"),)
+    scalars = (Scalar("mu_product", 1.0),)
+
+    def _mu(self, step: int) -> float:
+        return self.b1 * (1.0 - 0.5 * 0.96 ** (step * self.momentum_decay))
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        mu, mu_next = self._mu(ctx.step), self._mu(ctx.step + 1)
+        # torch keeps the product as a 0-d tensor of its scalar dtype and multiplies in that
+        # dtype; doing the same keeps NAdam equal to torch's to the last bit
+        product = float(torch.tensor(scalars["mu_product"], dtype=scalar_dtype()) * mu)
+        c = {
+            "g": (1.0 - mu) / (1.0 - product),
+            "m": mu_next / (1.0 - product * mu_next),
+        }
+        return c, {"mu_product": product}
+
+    def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
+        m = buf["exp_avg"] + (1 - self.b1) * (u - buf["exp_avg"])
+        return c["g"] * u + c["m"] * m, {"exp_avg": m}

@@ -1,0 +1,252 @@
+r"""Magnitudes σ_t: per-parameter sizes that the update is divided by.
+
+Each magnitude accumulates squared gradients into its buffers and reads σ_t off them. Used
+alone, a magnitude part turns ``u`` into ``u / σ``; inside :func:`rule` it divides a
+direction computed from the same gradient (Adam is ``rule(ema, ema_sq)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Buffer, Context, Part
+
+
+class Magnitude(Part):
+    """A part that divides by σ_t; subclasses define :meth:`accumulate` and :meth:`sigma`."""
+
+    def accumulate(
+        self, u: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
+        new = self.accumulate(u, buf, c, ops)
+        return u / self.sigma(new, c, ops), new
+
+
+@dataclass(frozen=True, repr=False)
+class rss(Magnitude):
+    r"""Root of the sum of squares (classic Adagrad, torch.optim.Adagrad).
+
+    .. math:: s_t = s_0 + \sum_{k\le t} g_k^2,\qquad \sigma_t = \sqrt{s_t} + \epsilon
+    """
+
+    eps: float = 1e-10
+    initial_accumulator_value: float = 0.0
+
+    @property
+    def buffers(self):  # type: ignore[override]
+        return (Buffer("sum", self.initial_accumulator_value),)
+
+    def accumulate(self, u, buf, c, ops):
+        return {"sum": buf["sum"] + u * u}
+
+    def sigma(self, buf, c, ops):
+        return ops.sqrt(buf["sum"]) + self.eps
+
+
+@dataclass(frozen=True, repr=False)
+class rms(Magnitude):
+    r"""The lecture's root *mean* square over all steps so far.
+
+    .. math:: \sigma_t = \sqrt{\tfrac{1}{t}\sum_{k=1}^{t} g_k^2} + \epsilon
+
+    (the lecture counts from 0 and writes :math:`1/(t+1)`). The mean is kept as a running
+    mean, :math:`v_t = v_{t-1} + (g_t^2 - v_{t-1})/t`, so it cannot overflow.
+    """
+
+    eps: float = 1e-8
+    buffers = (Buffer("mean_square"),)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"w": 1.0 / ctx.step}, {}
+
+    def accumulate(self, u, buf, c, ops):
+        v = buf["mean_square"]
+        return {"mean_square": v + c["w"] * (u * u - v)}
+
+    def sigma(self, buf, c, ops):
+        return ops.sqrt(buf["mean_square"]) + self.eps
+
+
+INITS = ("zero", "first_gradient")
+
+
+@dataclass(frozen=True, repr=False)
+class ema_sq(Magnitude):
+    r"""Exponential moving average of squared gradients (RMSProp, Adam's second moment).
+
+    .. math::
+        v_t = \beta\, v_{t-1} + (1-\beta)\, g_t^2,\qquad
+        \sigma_t = \sqrt{\hat v_t} + \epsilon
+
+    where :math:`\hat v_t` is :math:`v_t/(1-\beta^t)` if ``debias``, the running maximum of
+    :math:`v` (AMSGrad, torch's: the max of the raw average) if ``amsgrad``, and
+    :math:`v_t - \bar g_t^2` with :math:`\bar g_t` the moving average of gradients if
+    ``centered``. ``init="zero"`` starts at :math:`v_0 = 0` (torch); ``"first_gradient"``
+    starts at :math:`v_1 = g_1^2`, i.e. the lecture's :math:`\sigma_0 = |g_0|`.
+    ``name`` is the buffer's name (torch calls it ``exp_avg_sq`` in Adam and ``square_avg``
+    in RMSprop).
+    """
+
+    b2: float
+    eps: float = 1e-8
+    debias: bool = False
+    amsgrad: bool = False
+    centered: bool = False
+    init: str = "zero"
+    name: str = "exp_avg_sq"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"ema_sq: init must be one of {INITS}, got {self.init!r}")
+
+    @property
+    def buffers(self):  # type: ignore[override]
+        extra = (Buffer("grad_avg"),) * self.centered + (Buffer("max_" + self.name),) * self.amsgrad
+        return (Buffer(self.name),) + extra
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        start = self.init == "first_gradient" and ctx.step == 1
+        c = {
+            "keep": 0.0 if start else self.b2,
+            "take": 1.0 if start else 1.0 - self.b2,
+            "root_correction": math.sqrt(1 - self.b2**ctx.step) if self.debias else 1.0,
+        }
+        return c, {}
+
+    def accumulate(self, u, buf, c, ops):
+        v = c["keep"] * buf[self.name] + c["take"] * (u * u)
+        new = {self.name: v}
+        if self.centered:
+            new["grad_avg"] = c["keep"] * buf["grad_avg"] + c["take"] * u
+        if self.amsgrad:
+            new["max_" + self.name] = ops.maximum(buf["max_" + self.name], v)
+        return new
+
+    def sigma(self, buf, c, ops):
+        v = buf["max_" + self.name] if self.amsgrad else buf[self.name]
+        if self.centered:
+            v = v - buf["grad_avg"] * buf["grad_avg"]
+        return ops.sqrt(v) / c["root_correction"] + self.eps
+
+
+@dataclass(frozen=True, repr=False)
+class rectified(Magnitude):
+    r"""RAdam's rectified magnitude (Liu et al. 2019, with torch.optim.RAdam's details).
+
+    .. math::
+        \rho_\infty = \tfrac{2}{1-\beta_2} - 1,\quad
+        \rho_t = \rho_\infty - \tfrac{2 t \beta_2^t}{1-\beta_2^t},\quad
+        r_t = \sqrt{\tfrac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+
+    .. math::
+        \sigma_t = \frac{\sqrt{v_t} + \epsilon}{r_t\sqrt{1-\beta_2^t}}\ \text{if}\ \rho_t > 5,
+        \quad \sigma_t = 1\ \text{otherwise (an un-preconditioned momentum step)}
+
+    ``v_t`` is :func:`ema_sq` without bias correction; torch adds ε to the uncorrected root and
+    rectifies when :math:`\rho_t > 5` (the paper says 4).
+    """
+
+    b2: float
+    eps: float = 1e-8
+
+    @property
+    def _v(self) -> ema_sq:
+        return ema_sq(self.b2, eps=self.eps)
+
+    @property
+    def buffers(self):  # type: ignore[override]
+        return self._v.buffers
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        c, _ = self._v.coefficients(ctx, scalars)
+        t, b2 = ctx.step, self.b2
+        correction = 1 - b2**t
+        rho_inf = 2 / (1 - b2) - 1
+        rho_t = rho_inf - 2 * t * (b2**t) / correction
+        on = rho_t > 5.0
+        rect = (
+            math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            if on
+            else 1.0
+        )
+        c.update(rectify=1.0 if on else 0.0, scale=1.0 / (math.sqrt(correction) * rect))
+        return c, {}
+
+    def accumulate(self, u, buf, c, ops):
+        return self._v.accumulate(u, buf, c, ops)
+
+    def sigma(self, buf, c, ops):
+        return ops.where(c["rectify"] > 0.5, self._v.sigma(buf, c, ops) * c["scale"], 1.0)
+
+
+@dataclass(frozen=True, repr=False)
+class rule(Part):
+    r"""The lecture's rule: a direction divided by a magnitude, both fed the same gradient.
+
+    .. math:: u_t = m_t / \sigma_t
+
+    ``rule(ema(β1), ema_sq(β2, debias=True))`` is Adam; ``rule(nesterov_ema(β1),
+    ema_sq(β2, debias=True))`` is NAdam; ``rule(ema(β1), rectified(β2))`` is RAdam. A plain
+    gradient direction is ``rule(None, magnitude)``, the same as the magnitude alone.
+    """
+
+    direction: Part | None
+    magnitude: Magnitude
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.magnitude, Magnitude):
+            raise TypeError(
+                f"rule: magnitude must be a magnitude part (rss, rms, ema_sq, rectified), "
+                f"got {type(self.magnitude).__name__}"
+            )
+        if self.direction is not None and not isinstance(self.direction, Part):
+            raise TypeError(f"rule: direction must be a part, got {type(self.direction).__name__}")
+        names = [b.name for b in self.buffers] + [s.name for s in self.scalars]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule: direction and magnitude share a buffer name: {names}")
+
+    @property
+    def buffers(self):  # type: ignore[override]
+        return (self.direction.buffers if self.direction else ()) + self.magnitude.buffers
+
+    @property
+    def scalars(self):  # type: ignore[override]
+        return (self.direction.scalars if self.direction else ()) + self.magnitude.scalars
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        c, new_scalars = {}, {}
+        for tag, part in (("d", self.direction), ("m", self.magnitude)):
+            if part is None:
+                continue
+            pc, ps = part.coefficients(ctx, {s.name: scalars[s.name] for s in part.scalars})
+            c.update({f"{tag}.{k}": v for k, v in pc.items()})
+            new_scalars.update(ps)
+        return c, new_scalars
+
+    @staticmethod
+    def _own(c: Mapping[str, Any], tag: str) -> dict[str, Any]:
+        return {k[2:]: v for k, v in c.items() if k.startswith(tag + ".")}
+
+    def apply(self, u, p, buf, c, ops):
+        new: dict[str, Any] = {}
+        m = u
+        if self.direction is not None:
+            dbuf = {b.name: buf[b.name] for b in self.direction.buffers}
+            m, new = self.direction.apply(u, p, dbuf, self._own(c, "d"), ops)
+        mc = self._own(c, "m")
+        mbuf = self.magnitude.accumulate(
+            u, {b.name: buf[b.name] for b in self.magnitude.buffers}, mc, ops
+        )
+        new.update(mbuf)
+        return m / self.magnitude.sigma(mbuf, mc, ops), new
+
+    def sigma(self, buf, c, ops):
+        return self.magnitude.sigma(
+            {b.name: buf[b.name] for b in self.magnitude.buffers}, self._own(c, "m"), ops
+        )

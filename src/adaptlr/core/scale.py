@@ -1,0 +1,114 @@
+r"""η_t and the other scalings: learning rate (constant or scheduled), weight decay,
+``maximize`` and clipping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Context, Part, Value, resolve
+
+
+@dataclass(frozen=True, repr=False)
+class scale_by_learning_rate(Part):
+    r"""Step *against* the update by η_t: :math:`u \leftarrow -\eta_t\, u`.
+
+    ``lr`` is a number or a schedule ``count -> η`` (see :mod:`adaptlr.schedules`), evaluated
+    at the number of updates applied before this one.
+    """
+
+    lr: Value
+    is_scale = True
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"lr": resolve(self.lr, ctx.count)}, {}
+
+    def apply(self, u, p, buf, c, ops):
+        return -c["lr"] * u, {}
+
+    def scale(self, c: Mapping[str, float]) -> float:
+        return c["lr"]
+
+
+@dataclass(frozen=True, repr=False)
+class scale_by_lr_decay(Part):
+    r"""torch.optim.Adagrad's ``lr_decay``: :math:`u \leftarrow u / (1 + (t-1)\,d)`.
+
+    Unlike a schedule it follows each tensor's own step count :math:`t`, as torch does.
+    """
+
+    lr_decay: float
+    is_scale = True
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"f": 1.0 / (1.0 + (ctx.step - 1) * self.lr_decay)}, {}
+
+    def apply(self, u, p, buf, c, ops):
+        return c["f"] * u, {}
+
+    def scale(self, c: Mapping[str, float]) -> float:
+        return c["f"]
+
+
+@dataclass(frozen=True, repr=False)
+class scale(Part):
+    r"""Multiply by a constant: :math:`u \leftarrow s\,u`."""
+
+    factor: float
+
+    def apply(self, u, p, buf, c, ops):
+        return self.factor * u, {}
+
+
+@dataclass(frozen=True, repr=False)
+class negate(Part):
+    r"""``maximize=True``: ascend instead of descend, :math:`u \leftarrow -u`."""
+
+    def apply(self, u, p, buf, c, ops):
+        return -u, {}
+
+
+@dataclass(frozen=True, repr=False)
+class add_decayed_weights(Part):
+    r"""Weight decay :math:`u \leftarrow u + \lambda\theta`.
+
+    Before a magnitude it is *coupled* (L2 regularisation: the decay is divided by σ, as in
+    torch's Adam ``weight_decay``); after the magnitude and before the learning rate it is
+    *decoupled* (AdamW: :math:`\theta \leftarrow \theta - \eta_t(u + \lambda\theta)`).
+    """
+
+    weight_decay: float
+
+    def apply(self, u, p, buf, c, ops):
+        return u + self.weight_decay * p, {}
+
+
+@dataclass(frozen=True, repr=False)
+class clip_by_value(Part):
+    r"""Clip each element: :math:`u \leftarrow \min(\max(u, -c), c)`."""
+
+    max_value: float
+
+    def apply(self, u, p, buf, c, ops):
+        return ops.minimum(ops.maximum(u, -self.max_value), self.max_value), {}
+
+
+@dataclass(frozen=True, repr=False)
+class clip_by_global_norm(Part):
+    r"""Rescale all updates of a group together when their joint norm exceeds ``max_norm``.
+
+    .. math:: u \leftarrow u \cdot \min\!\left(1, \frac{c}{\lVert u\rVert_2 + 10^{-6}}\right)
+
+    with the norm over every tensor of the group, as ``torch.nn.utils.clip_grad_norm_``.
+    """
+
+    max_norm: float
+    needs_norm = True
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"f": min(1.0, self.max_norm / (ctx.norm + 1e-6))}, {}
+
+    def apply(self, u, p, buf, c, ops):
+        return c["f"] * u, {}

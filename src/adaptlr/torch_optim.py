@@ -1,0 +1,178 @@
+"""The ``torch.optim.Optimizer`` adapter: any chain of parts as a drop-in torch optimizer."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .core import Transform
+from .core.base import resolve
+
+Factory = Callable[..., Transform]
+
+#: torch.optim arguments that select an implementation, not the math: kept in the groups for
+#: compatibility, never passed to a chain.
+IMPLEMENTATION_KEYS = ("foreach", "capturable", "differentiable", "fused")
+
+
+class Optimizer(torch.optim.Optimizer):
+    r"""Turn a chain of :mod:`adaptlr.core` parts into a ``torch.optim.Optimizer``.
+
+    Each step applies, per parameter group,
+
+    .. math:: \theta \leftarrow \theta + u, \qquad u = \mathrm{chain}(g)
+
+    (the chain's last part, usually ``scale_by_learning_rate``, supplies the minus sign and
+    η_t). ``transform`` is either a :class:`~adaptlr.core.Transform` used as is for every
+    group, or a factory called with each group's hyperparameters (the keyword arguments given
+    here are the defaults, overridable per group), so that a ``torch.optim.lr_scheduler``
+    changing ``group["lr"]`` takes effect at the next step.
+
+    Each group counts its applied updates in ``group["applied_steps"]``; schedules given as
+    hyperparameters are evaluated at that count, so resuming from a state dict continues the
+    schedule exactly and a step skipped by ``GradScaler`` does not advance it.
+
+    Example:
+        >>> import torch, adaptlr
+        >>> from adaptlr import core
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+        >>> opt = adaptlr.Optimizer([w], core.chain(core.rms(), core.scale_by_learning_rate(0.1)))
+        >>> w.grad = torch.tensor([2.0, -0.5])
+        >>> opt.step()
+        >>> w.detach()  # the first step of the lecture's RMS rule is -lr·sign(g), up to eps
+        tensor([ 0.9000, -0.9000])
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        transform: Transform | Factory,
+        **defaults: Any,
+    ) -> None:
+        if not isinstance(transform, Transform) and not callable(transform):
+            raise TypeError(
+                f"{type(self).__name__}: transform must be an adaptlr.core chain or a factory "
+                f"returning one, got {type(transform).__name__}"
+            )
+        self._factory = transform
+        self._hyper = (
+            ()
+            if isinstance(transform, Transform)
+            else tuple(
+                k for k in inspect.signature(transform).parameters if k not in IMPLEMENTATION_KEYS
+            )
+        )
+        super().__init__(params, defaults)
+
+    # -- hyperparameters --------------------------------------------------------------------
+    def check_group(self, group: dict[str, Any]) -> None:
+        """Raise a clear error for a bad hyperparameter of ``group`` (named optimizers)."""
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # Validate the completed group before torch records it, so nothing is half-applied.
+        if isinstance(param_group, dict):
+            params = param_group.get("params")
+            if params is not None and not isinstance(params, (Tensor, set)):
+                param_group["params"] = list(params)  # a generator must survive the check
+            self.check_group({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+        self.param_groups[-1].setdefault("applied_steps", 0)
+
+    def transform_for(self, group: dict[str, Any]) -> Transform:
+        """The chain that updates ``group`` with its current hyperparameters."""
+        if isinstance(self._factory, Transform):
+            return self._factory
+        return self._factory(**{k: group[k] for k in self._hyper})
+
+    @classmethod
+    def transform(cls, **hyperparameters: Any) -> Transform:
+        """The functional form: this optimizer's chain for the given hyperparameters.
+
+        Unspecified ones take the constructor's defaults; use ``init``/``update`` on lists of
+        tensors (see :class:`adaptlr.core.Transform`).
+        """
+        sig = inspect.signature(cls.__init__).parameters
+        build = cls.build  # type: ignore[attr-defined]
+        args = {}
+        for k in inspect.signature(build).parameters:
+            if k in hyperparameters:
+                args[k] = hyperparameters.pop(k)
+            elif k in sig and sig[k].default is not inspect.Parameter.empty:
+                args[k] = sig[k].default
+        if hyperparameters:
+            raise TypeError(f"{cls.__name__}.transform: unknown arguments {sorted(hyperparameters)}")
+        return build(**args)
+
+    # -- what users ask for ------------------------------------------------------------------
+    def current_lr(self) -> list[float | None]:
+        """η of each group now: its schedule at the group's applied-step count, or its lr."""
+        return [
+            resolve(g["lr"], g.get("applied_steps", 0)) if "lr" in g else None
+            for g in self.param_groups
+        ]
+
+    @torch.no_grad()
+    def effective_lr(self) -> list[list[Tensor | None]]:
+        r"""Per group, per parameter: :math:`\eta_t/\sigma_t` elementwise, as of the last step.
+
+        ``None`` for a parameter that has not been updated yet or whose chain has no
+        magnitude (e.g. SGD). Complex parameters give the real view's shape (..., 2).
+        """
+        out = []
+        for group in self.param_groups:
+            t = self.transform_for(group)
+            count = group.get("applied_steps", 0)
+            out.append(
+                [
+                    t.effective_lr(self.state[p], count) if self.state.get(p) else None
+                    for p in group["params"]
+                ]
+            )
+        return out
+
+    # -- the step ----------------------------------------------------------------------------
+    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform]]:
+        """Every group's parameters with a gradient and its chain, checked before any change."""
+        work = []
+        for gi, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p.grad.is_sparse:
+                    raise TypeError(
+                        f"{type(self).__name__} does not support sparse gradients "
+                        f"(param group {gi}); use torch.optim.SparseAdam or dense gradients"
+                    )
+            t = self.transform_for(group)
+            keys = t.state_keys
+            for p in params:
+                st = self.state[p]
+                if not all(k in st for k in keys):
+                    for k, v in t.init_one(p).items():
+                        st.setdefault(k, v)
+            work.append((group, params, t))
+        return work
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group, params, t in self._prepare():
+            if not params:
+                continue
+            states = [self.state[p] for p in params]
+            updates, new_states = t.update(
+                [p.grad for p in params], states, params, count=group["applied_steps"]
+            )
+            for p, u, st, new in zip(params, updates, states, new_states):
+                p.add_(u)
+                st.update(new)
+            group["applied_steps"] += 1
+        return loss
+
