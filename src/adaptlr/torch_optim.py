@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import kernels
 from .core import Transform
 from .core.base import resolve
 
@@ -165,6 +166,9 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         for group, params, t in self._prepare():
             if not params:
+                continue
+            if group.get("fused") is not False and kernels.fused_step(self, group, params, t):
+                group["applied_steps"] += 1
                 continue
             states = [self.state[p] for p in params]
             updates, new_states = t.update(

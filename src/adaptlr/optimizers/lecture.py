@@ -42,10 +42,11 @@ class RootMeanSquare(Optimizer):
         weight_decay: float = 0,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params, RootMeanSquare.build, lr=lr, eps=eps, weight_decay=weight_decay,
-            maximize=maximize,
+            maximize=maximize, fused=fused,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

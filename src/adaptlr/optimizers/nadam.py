@@ -49,12 +49,13 @@ class NAdam(Optimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params, NAdam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
             foreach=foreach, maximize=maximize, capturable=capturable,
-            differentiable=differentiable,
+            differentiable=differentiable, fused=fused,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

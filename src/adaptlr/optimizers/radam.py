@@ -47,11 +47,12 @@ class RAdam(Optimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params, RAdam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, foreach=foreach, maximize=maximize,
-            capturable=capturable, differentiable=differentiable,
+            capturable=capturable, differentiable=differentiable, fused=fused,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

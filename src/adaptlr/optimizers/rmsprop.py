@@ -54,11 +54,12 @@ class RMSprop(Optimizer):
         differentiable: bool = False,
         *,
         init: str = "zero",
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params, RMSprop.build, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
             momentum=momentum, centered=centered, capturable=capturable, foreach=foreach,
-            maximize=maximize, differentiable=differentiable, init=init,
+            maximize=maximize, differentiable=differentiable, fused=fused, init=init,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:
