@@ -93,20 +93,12 @@ class Optimizer(torch.optim.Optimizer):
     def transform(cls, **hyperparameters: Any) -> Transform:
         """The functional form: this optimizer's chain for the given hyperparameters.
 
-        Unspecified ones take the constructor's defaults; use ``init``/``update`` on lists of
-        tensors (see :class:`adaptlr.core.Transform`).
+        Unspecified ones take the constructor's defaults, and the same checks apply; use
+        ``init``/``update`` on lists of tensors (see :class:`adaptlr.core.Transform`).
         """
-        sig = inspect.signature(cls.__init__).parameters
-        build = cls.build  # type: ignore[attr-defined]
-        args = {}
-        for k in inspect.signature(build).parameters:
-            if k in hyperparameters:
-                args[k] = hyperparameters.pop(k)
-            elif k in sig and sig[k].default is not inspect.Parameter.empty:
-                args[k] = sig[k].default
-        if hyperparameters:
-            raise TypeError(f"{cls.__name__}.transform: unknown arguments {sorted(hyperparameters)}")
-        return build(**args)
+        # Building a throwaway instance reuses the constructor's defaults and checks exactly.
+        opt = cls([torch.zeros(0, requires_grad=True)], **hyperparameters)
+        return opt.transform_for(opt.param_groups[0])
 
     # -- what users ask for ------------------------------------------------------------------
     def current_lr(self) -> list[float | None]:
@@ -179,4 +171,3 @@ class Optimizer(torch.optim.Optimizer):
                 st.update(new)
             group["applied_steps"] += 1
         return loss
-

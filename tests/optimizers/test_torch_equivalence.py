@@ -98,7 +98,7 @@ def test_complex_parameters(name):
     pa = params()
     pb = [p.detach().clone().requires_grad_() for p in pa]
     ours, theirs = info.cls(pa, **info.configs[0]), info.torch_cls(pb, **info.configs[0])
-    for step in range(20):
+    for _ in range(20):
         g = torch.randn(4, 3, dtype=torch.complex128, generator=gen)
         pa[0].grad, pb[0].grad = g.clone(), g.clone()
         ours.step()

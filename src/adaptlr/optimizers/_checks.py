@@ -10,8 +10,16 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def number(owner: str, name: str, value: Any, lo: float, hi: float = math.inf, *,
-           lo_open: bool = False, hi_open: bool = False) -> float:
+def number(
+    owner: str,
+    name: str,
+    value: Any,
+    lo: float,
+    hi: float = math.inf,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """``value`` as a float in the interval, or a ValueError naming ``name`` and the interval."""
     left = "(" if lo_open else "["
     right = ")" if hi_open or hi == math.inf else "]"

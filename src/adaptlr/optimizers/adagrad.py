@@ -57,7 +57,9 @@ class Adagrad(Optimizer):
     def check_group(self, group: dict[str, Any]) -> None:
         check_common("Adagrad", group)
         _checks.number("Adagrad", "lr_decay", group["lr_decay"], 0.0)
-        _checks.number("Adagrad", "initial_accumulator_value", group["initial_accumulator_value"], 0.0)
+        _checks.number(
+            "Adagrad", "initial_accumulator_value", group["initial_accumulator_value"], 0.0
+        )
 
     @staticmethod
     def build(

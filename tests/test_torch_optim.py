@@ -1,0 +1,290 @@
+"""The torch.optim adapter: groups, closures, hooks, schedulers, GradScaler, functional API."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import adaptlr
+from adaptlr import core
+from adaptlr.optimizers.registry import REGISTRY
+
+ALL = sorted(REGISTRY)
+
+
+def param(*shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_step_with_closure_returns_loss_and_matches_manual(name):
+    info = REGISTRY[name]
+    cfg = info.all_configs[0]
+    a, b = param(3), param(3)
+    oa, ob = info.cls([a], **cfg), info.cls([b], **cfg)
+
+    def closure():
+        oa.zero_grad()
+        loss = (a**2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        loss = oa.step(closure)
+        ob.zero_grad()
+        (b**2).sum().backward()
+        ob.step()
+        assert isinstance(loss, torch.Tensor)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_functional_api_equals_the_optimizer(name):
+    info = REGISTRY[name]
+    cfg = info.all_configs[-1]
+    w = param(4, 2)
+    p = [w.detach().clone()]
+    opt = info.cls([w], **cfg)
+    t = info.cls.transform(**cfg)
+    state = t.init(p)
+    gen = torch.Generator().manual_seed(5)
+    for step in range(10):
+        g = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+        w.grad = g.clone()
+        opt.step()
+        u, state = t.update([g], state, p, count=step)
+        p = [p[0] + u[0]]
+    torch.testing.assert_close(w.detach(), p[0], rtol=1e-14, atol=1e-15)
+
+
+def test_generic_optimizer_from_a_user_chain_and_a_factory():
+    chain = core.chain(
+        core.clip_by_value(1.0),
+        core.rule(core.momentum(0.9), core.rms()),
+        core.scale_by_learning_rate(0.05),
+    )
+    w1, w2 = param(3), param(3)
+    fixed = adaptlr.Optimizer([w1], chain)
+    from_factory = adaptlr.Optimizer(
+        [w2],
+        lambda lr: core.chain(
+            core.clip_by_value(1.0),
+            core.rule(core.momentum(0.9), core.rms()),
+            core.scale_by_learning_rate(lr),
+        ),
+        lr=0.05,
+    )
+    for _ in range(5):
+        for w, o in [(w1, fixed), (w2, from_factory)]:
+            o.zero_grad()
+            (w**3).sum().backward()
+            o.step()
+    assert torch.equal(w1, w2)
+    assert from_factory.current_lr() == [0.05]
+    assert set(fixed.state[w1]) == {"step", "momentum_buffer", "mean_square"}
+
+
+def test_schedule_as_lr_is_evaluated_at_applied_steps_and_resumes():
+    def sched(t):
+        return 0.1 * 0.5**t
+
+    w = param(2)
+    opt = adaptlr.SGD([w], lr=sched)
+    seen = []
+    for _ in range(4):
+        seen.append(opt.current_lr()[0])
+        before = w.detach().clone()
+        w.grad = torch.ones(2, dtype=torch.float64)
+        opt.step()
+        torch.testing.assert_close(before - w.detach(), torch.full((2,), seen[-1], dtype=w.dtype))
+    assert seen == [0.1, 0.05, 0.025, 0.0125]
+    sd = opt.state_dict()
+    fresh = adaptlr.SGD([param(2)], lr=sched)
+    fresh.load_state_dict(sd)
+    assert fresh.current_lr() == [0.1 * 0.5**4]
+
+
+def test_grad_scaler_skipped_step_does_not_advance_the_schedule():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = adaptlr.Adam([w], lr=lambda t: 0.1 * (t + 1))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    # a finite step, then an inf gradient that GradScaler must skip
+    for bad in (False, True, False):
+        opt.zero_grad()
+        loss = (w * (float("inf") if bad else 1.0)).sum()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    assert opt.param_groups[0]["applied_steps"] == 2
+    assert opt.current_lr() == [pytest.approx(0.3)]
+    assert torch.isfinite(w).all()
+    assert int(opt.state[w]["step"]) == 2
+
+
+def test_grad_scaler_unscales_like_torch():
+    wa, wb = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    oa, ob = adaptlr.Adam([wa], lr=0.1), torch.optim.Adam([wb], lr=0.1, foreach=False)
+    for w, o in [(wa, oa), (wb, ob)]:
+        s = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        for _ in range(3):
+            o.zero_grad()
+            s.scale((w**2).sum()).backward()
+            s.step(o)
+            s.update()
+    torch.testing.assert_close(wa, wb)
+
+
+def test_every_torch_lr_scheduler_drives_adaptlr_like_torch():
+    makers = {
+        "StepLR": lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5),
+        "CosineAnnealingLR": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 10),
+        "OneCycleLR": lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 1.0, total_steps=20),
+        "CyclicLR": lambda o: torch.optim.lr_scheduler.CyclicLR(o, 0.01, 0.1, 4),
+        "ReduceLROnPlateau": lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=1),
+        "LinearLR": lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=5),
+    }
+    for name, make in makers.items():
+        lrs = []
+        for cls in (adaptlr.SGD, torch.optim.SGD):
+            w = param(2)
+            o = cls([w], lr=0.1, momentum=0.9)
+            s = make(o)
+            seen = []
+            for _ in range(15):
+                o.zero_grad()
+                loss = (w**2).sum()
+                loss.backward()
+                o.step()
+                s.step(loss.item()) if name == "ReduceLROnPlateau" else s.step()
+                seen.append(o.param_groups[0]["lr"])
+            lrs.append((seen, w.detach().clone()))
+        assert lrs[0][0] == lrs[1][0], name
+        torch.testing.assert_close(lrs[0][1], lrs[1][1], rtol=1e-12, atol=0)
+
+
+def test_add_param_group_and_hooks():
+    a, b = param(2), param(3, seed=1)
+    opt = adaptlr.Adam([a], lr=0.1)
+    opt.add_param_group({"params": [b], "lr": 0.01, "betas": (0.5, 0.9)})
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kw: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kw: calls.append("post"))
+    (a.sum() + b.sum()).backward()
+    opt.step()
+    assert calls == ["pre", "post"]
+    assert opt.param_groups[1]["betas"] == (0.5, 0.9)
+    # first Adam step moves each element by its group's lr
+    torch.testing.assert_close(param(3, seed=1).detach() - b.detach(), torch.full((3,), 0.01,
+                               dtype=torch.float64))  # fmt: skip
+
+
+def test_zero_grad_and_params_without_grad_are_untouched():
+    a, b = param(2), param(2, seed=1)
+    opt = adaptlr.Adam([a, b], lr=0.1)
+    a.sum().backward()
+    opt.step()
+    assert len(opt.state[b]) == 0
+    assert torch.equal(b, param(2, seed=1))
+    opt.zero_grad()
+    assert a.grad is None
+
+
+def test_effective_lr_is_eta_over_sigma():
+    w = param(3)
+    opt = adaptlr.RootMeanSquare([w], lr=0.2, eps=0.0)
+    assert opt.effective_lr() == [[None]]
+    grads = [torch.tensor([1.0, 2.0, 4.0]), torch.tensor([3.0, 2.0, 0.0])]
+    for g in grads:
+        w.grad = g.double()
+        opt.step()
+    sigma = torch.sqrt((grads[0] ** 2 + grads[1] ** 2) / 2).double()
+    torch.testing.assert_close(opt.effective_lr()[0][0], 0.2 / sigma)
+    assert adaptlr.SGD([w], lr=0.1).effective_lr() == [[None]]
+
+
+def test_load_state_dict_then_torch_optim_loads_ours():
+    """adaptlr's state dict uses torch's keys: torch.optim.Adam resumes from it exactly."""
+    wa, wb = param(3), param(3)
+    ours = adaptlr.Adam([wa], lr=0.1, amsgrad=True)
+    for _ in range(3):
+        ours.zero_grad()
+        (wa**2).sum().backward()
+        ours.step()
+    wb.data.copy_(wa.detach())
+    theirs = torch.optim.Adam([wb], lr=0.1, amsgrad=True, foreach=False)
+    theirs.load_state_dict(ours.state_dict())
+    for w, o in [(wa, ours), (wb, theirs)]:
+        for _ in range(3):
+            o.zero_grad()
+            (w**2).sum().backward()
+            o.step()
+    torch.testing.assert_close(wa, wb, rtol=1e-12, atol=0)
+
+
+# -- bad input ---------------------------------------------------------------------------------
+BAD = [
+    (adaptlr.Adam, {"lr": -1.0}, ValueError, "lr"),
+    (adaptlr.Adam, {"lr": math.nan}, ValueError, "lr"),
+    (adaptlr.Adam, {"lr": "fast"}, ValueError, "lr"),
+    (adaptlr.Adam, {"betas": (1.0, 0.999)}, ValueError, "betas[0]"),
+    (adaptlr.Adam, {"betas": (0.9, -0.1)}, ValueError, "betas[1]"),
+    (adaptlr.Adam, {"betas": 0.9}, ValueError, "betas"),
+    (adaptlr.AdamW, {"eps": -1e-8}, ValueError, "eps"),
+    (adaptlr.NAdam, {"weight_decay": -0.1}, ValueError, "weight_decay"),
+    (adaptlr.NAdam, {"momentum_decay": -1.0}, ValueError, "momentum_decay"),
+    (adaptlr.RAdam, {"eps": math.inf}, ValueError, "eps"),
+    (adaptlr.RMSprop, {"alpha": 1.5}, ValueError, "alpha"),
+    (adaptlr.RMSprop, {"momentum": -0.5}, ValueError, "momentum"),
+    (adaptlr.RMSprop, {"init": "ones"}, ValueError, "init"),
+    (adaptlr.RMSprop, {"centered": True, "init": "first_gradient"}, ValueError, "centered"),
+    (adaptlr.SGD, {"momentum": -0.9}, ValueError, "momentum"),
+    (adaptlr.SGD, {"dampening": 2.0}, ValueError, "dampening"),
+    (adaptlr.SGD, {"nesterov": True}, ValueError, "nesterov"),
+    (adaptlr.Adagrad, {"lr_decay": -0.1}, ValueError, "lr_decay"),
+    (adaptlr.Adagrad, {"initial_accumulator_value": -1.0}, ValueError, "initial_accumulator"),
+    (adaptlr.RootMeanSquare, {"eps": -1.0}, ValueError, "eps"),
+    (adaptlr.Adam, {"amsgrad": "yes"}, TypeError, "amsgrad"),
+    (adaptlr.Adam, {"differentiable": True}, ValueError, "differentiable"),
+]
+
+
+@pytest.mark.parametrize(
+    "cls, kw, exc, needle", BAD, ids=[f"{c.__name__}-{n}" for c, _, _, n in BAD]
+)
+def test_bad_hyperparameters_raise_naming_the_argument(cls, kw, exc, needle):
+    with pytest.raises(exc, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        cls([param(2)], **kw)
+
+
+def test_bad_group_is_not_half_applied():
+    a, b = param(2), param(2, seed=1)
+    opt = adaptlr.Adam([a])
+    with pytest.raises(ValueError, match="lr"):
+        opt.add_param_group({"params": [b], "lr": -1.0})
+    assert len(opt.param_groups) == 1
+
+
+def test_bad_params():
+    with pytest.raises(ValueError, match="empty parameter list"):
+        adaptlr.Adam([])
+    a = param(2)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        adaptlr.Adam([{"params": [a]}, {"params": [a]}])
+    with pytest.raises(TypeError, match="transform"):
+        adaptlr.Optimizer([a], transform=3)
+
+
+def test_sparse_gradients_are_refused_before_any_change():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    dense = param(2)
+    opt = adaptlr.Adam([dense, *emb.parameters()], lr=0.1)
+    dense.grad = torch.ones(2, dtype=torch.float64)
+    emb(torch.tensor([1, 2])).sum().backward()
+    before = dense.detach().clone()
+    with pytest.raises(TypeError, match="sparse"):
+        opt.step()
+    assert torch.equal(dense.detach(), before)
+    assert len(opt.state) == 0
