@@ -87,7 +87,17 @@ class Optimizer(torch.optim.Optimizer):
         """The chain that updates ``group`` with its current hyperparameters."""
         if isinstance(self._factory, Transform):
             return self._factory
-        return self._factory(**{k: group[k] for k in self._hyper})
+        values = tuple(group[k] for k in self._hyper)
+        cache = self.__dict__.setdefault("_transforms", {})
+        try:
+            return cache[values]
+        except TypeError:  # an unhashable hyperparameter (e.g. a list): build it every time
+            return self._factory(**dict(zip(self._hyper, values)))
+        except KeyError:
+            if len(cache) > 64:  # a scheduler writing a new lr each step: keep memory bounded
+                cache.clear()
+            cache[values] = self._factory(**dict(zip(self._hyper, values)))
+            return cache[values]
 
     @classmethod
     def transform(cls, **hyperparameters: Any) -> Transform:
