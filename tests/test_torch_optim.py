@@ -288,3 +288,66 @@ def test_sparse_gradients_are_refused_before_any_change():
         opt.step()
     assert torch.equal(dense.detach(), before)
     assert len(opt.state) == 0
+
+
+# -- adaptlr.schedules as lr ------------------------------------------------------------------
+def test_schedules_drive_every_step_and_resume_through_torch_save(tmp_path):
+    from adaptlr import schedules
+
+    sched = schedules.join(
+        [schedules.linear_warmup(0.1, warmup=5), schedules.cosine(0.1, total_steps=20)], [5]
+    )
+
+    def grads(step):
+        return torch.full((3,), 1.0 + step, dtype=torch.float64)
+
+    def train(opt, w, steps, start=0):
+        moved = []
+        for step in range(start, start + steps):
+            w.grad = grads(step)
+            before = w.detach().clone()
+            opt.step()
+            moved.append(((before - w.detach()) / grads(step))[0].item())
+        return moved
+
+    w = param(3)
+    straight = adaptlr.SGD([w], lr=sched)
+    moved = train(straight, w, 12)
+    # each step used the schedule at the number of steps applied before it; the boundary
+    # (t = 5) starts the cosine at its own step 0, no step repeated or skipped
+    assert moved == pytest.approx([sched(t) for t in range(12)], rel=1e-12)
+    assert moved[4] == pytest.approx(0.1 * 4 / 5) and moved[5] == pytest.approx(0.1)
+
+    w2 = param(3)
+    half = adaptlr.SGD([w2], lr=sched)
+    train(half, w2, 6)
+    torch.save({"opt": half.state_dict(), "w": w2.detach()}, tmp_path / "ckpt.pt")
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    w3 = ckpt["w"].clone().requires_grad_()
+    resumed = adaptlr.SGD([w3], lr=0.5)  # the schedule comes back from the checkpoint
+    resumed.load_state_dict(ckpt["opt"])
+    assert resumed.current_lr() == [sched(6)]
+    train(resumed, w3, 6, start=6)
+    assert torch.equal(w3.detach(), w.detach())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_optimizer_takes_a_schedule_as_lr(name):
+    from adaptlr import schedules
+
+    info = REGISTRY[name]
+    cfg = dict(info.all_configs[0])
+    sched = schedules.exponential(cfg.pop("lr"), gamma=0.9)
+    # against the same optimizer with a constant lr that a torch scheduler changes each step
+    a, b = param(4), param(4)
+    oa = info.cls([a], lr=sched, **cfg)
+    ob = info.cls([b], lr=sched(0), **cfg)
+    torch_sched = torch.optim.lr_scheduler.ExponentialLR(ob, gamma=0.9)
+    for _ in range(8):
+        for w, o in [(a, oa), (b, ob)]:
+            o.zero_grad()
+            (w**2).sum().backward()
+            o.step()
+        torch_sched.step()
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert oa.current_lr()[0] == pytest.approx(ob.param_groups[0]["lr"], rel=1e-12)
