@@ -1,0 +1,108 @@
+"""The ``Schedule`` base class, argument checks shared by every schedule, and ``sample``."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Schedule", "sample"]
+
+
+def check_step(step: Any) -> int:
+    """Return ``step`` as a Python ``int``; raise ``ValueError`` unless it is an integer >= 0.
+
+    Integer-valued floats and 0-dim tensors (e.g. an optimizer's ``state["step"]``) are accepted.
+    """
+    if isinstance(step, (bool, str, bytes)):
+        raise ValueError(f"step must be a non-negative integer, got {step!r}")
+    try:
+        t = operator.index(step)
+    except TypeError:
+        try:
+            f = float(step)
+        except (TypeError, ValueError):
+            raise ValueError(f"step must be a non-negative integer, got {step!r}") from None
+        if not math.isfinite(f) or not f.is_integer():
+            raise ValueError(f"step must be a non-negative integer, got {step!r}") from None
+        t = int(f)
+    if t < 0:
+        raise ValueError(f"step must be a non-negative integer, got {t}")
+    return t
+
+
+class Schedule:
+    """A learning rate as a pure function of the 0-based step count ``t``.
+
+    ``t`` is the number of optimizer updates already applied, so ``schedule(t)`` is the
+    learning rate used by update number ``t + 1``. Subclasses are frozen dataclasses (hence
+    picklable and comparable) and implement :meth:`value` with one closed-form formula.
+    """
+
+    def __call__(self, step: int) -> float:
+        return float(self.value(check_step(step)))
+
+    def value(self, t: int) -> float:
+        """The learning rate at a validated step ``t >= 0``."""
+        raise NotImplementedError
+
+
+def sample(schedule: Schedule, steps: int) -> list[float]:
+    """The values ``[schedule(0), ..., schedule(steps - 1)]``.
+
+    >>> from adaptlr.schedules import step_decay
+    >>> sample(step_decay(1.0, step_size=2, gamma=0.5), 5)
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"sample: schedule must be a Schedule, got {type(schedule).__name__}")
+    n = as_int("sample", "steps", steps, minimum=0)
+    return [schedule(t) for t in range(n)]
+
+
+# --- argument checks: every message names the function, the argument and what is allowed ---
+
+
+def as_float(
+    fn: str, name: str, value: Any, *, minimum: float | None = 0.0, strict: bool = False
+) -> float:
+    """``value`` as a finite float, ``>= minimum`` (``> minimum`` if ``strict``)."""
+    bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+    allowed = f"a finite number{bound}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x) or (minimum is not None and (x <= minimum if strict else x < minimum)):
+        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
+    return x
+
+
+def as_int(fn: str, name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as a Python int ``>= minimum``."""
+    allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if isinstance(value, bool):
+        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
+    try:
+        x = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}") from None
+    if x < minimum:
+        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
+    return x
+
+
+def as_choice(fn: str, name: str, value: Any, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(
+            f"{fn}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+        )
+    return value
+
+
+def as_bool(fn: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{fn}: {name} must be True or False, got {value!r}")
+    return value

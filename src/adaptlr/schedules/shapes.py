@@ -1,0 +1,717 @@
+r"""Learning-rate schedules: one frozen dataclass and one closed-form formula each.
+
+Every schedule maps the 0-based step count :math:`t` (updates already applied) to the
+learning rate of update :math:`t + 1`. The lower-case factories are the public API; the
+classes exist so that schedules pickle, compare by value and print their arguments.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .base import Schedule, as_bool, as_choice, as_float, as_int
+
+__all__ = [
+    "constant",
+    "step_decay",
+    "multi_step",
+    "exponential",
+    "polynomial",
+    "inverse_sqrt",
+    "inverse_time",
+    "cosine",
+    "linear_warmup",
+    "warmup_linear",
+    "warmup_cosine",
+    "transformer",
+    "cyclic",
+    "cosine_restarts",
+    "one_cycle",
+    "join",
+]
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    # frozen dataclass: normalise a field once, in __post_init__
+    object.__setattr__(obj, name, value)
+
+
+# ----------------------------------------------------------------------------- classes
+
+
+@dataclass(frozen=True)
+class Constant(Schedule):
+    lr: float
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("constant", "lr", self.lr))
+
+    def value(self, t: int) -> float:
+        return self.lr
+
+
+@dataclass(frozen=True)
+class StepDecay(Schedule):
+    lr: float
+    step_size: int
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("step_decay", "lr", self.lr))
+        _set(self, "step_size", as_int("step_decay", "step_size", self.step_size))
+        _set(self, "gamma", as_float("step_decay", "gamma", self.gamma))
+
+    def value(self, t: int) -> float:
+        return self.lr * self.gamma ** (t // self.step_size)
+
+
+@dataclass(frozen=True)
+class MultiStep(Schedule):
+    lr: float
+    milestones: tuple[int, ...]
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("multi_step", "lr", self.lr))
+        if isinstance(self.milestones, (str, bytes)) or not isinstance(self.milestones, Sequence):
+            raise ValueError(
+                f"multi_step: milestones must be a sequence of positive integers, "
+                f"got {self.milestones!r}"
+            )
+        ms = sorted(as_int("multi_step", "milestones", m) for m in self.milestones)
+        _set(self, "milestones", tuple(ms))
+        _set(self, "gamma", as_float("multi_step", "gamma", self.gamma))
+
+    def value(self, t: int) -> float:
+        return self.lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+@dataclass(frozen=True)
+class Exponential(Schedule):
+    lr: float
+    gamma: float
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("exponential", "lr", self.lr))
+        _set(self, "gamma", as_float("exponential", "gamma", self.gamma, strict=True))
+
+    def value(self, t: int) -> float:
+        return self.lr * self.gamma**t
+
+
+@dataclass(frozen=True)
+class Polynomial(Schedule):
+    lr: float
+    total_steps: int
+    power: float = 1.0
+    end_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("polynomial", "lr", self.lr))
+        _set(self, "total_steps", as_int("polynomial", "total_steps", self.total_steps))
+        _set(self, "power", as_float("polynomial", "power", self.power, strict=True))
+        _set(self, "end_lr", as_float("polynomial", "end_lr", self.end_lr))
+
+    def value(self, t: int) -> float:
+        frac = 1.0 - min(t, self.total_steps) / self.total_steps
+        f = frac**self.power
+        return self.lr * f + self.end_lr * (1.0 - f)  # exact at both ends
+
+
+@dataclass(frozen=True)
+class InverseSqrt(Schedule):
+    lr: float
+    warmup: int = 0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("inverse_sqrt", "lr", self.lr))
+        _set(self, "warmup", as_int("inverse_sqrt", "warmup", self.warmup, minimum=0))
+
+    def value(self, t: int) -> float:
+        n, w = t + 1, max(self.warmup, 1)
+        return self.lr * min(n / w, math.sqrt(w / n))
+
+
+@dataclass(frozen=True)
+class InverseTime(Schedule):
+    lr: float
+    decay: float
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("inverse_time", "lr", self.lr))
+        _set(self, "decay", as_float("inverse_time", "decay", self.decay))
+
+    def value(self, t: int) -> float:
+        return self.lr / (1.0 + self.decay * t)
+
+
+@dataclass(frozen=True)
+class Cosine(Schedule):
+    lr: float
+    total_steps: int
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("cosine", "lr", self.lr))
+        _set(self, "total_steps", as_int("cosine", "total_steps", self.total_steps))
+        _set(self, "min_lr", as_float("cosine", "min_lr", self.min_lr))
+
+    def value(self, t: int) -> float:
+        frac = min(t, self.total_steps) / self.total_steps
+        f = (1.0 + math.cos(math.pi * frac)) / 2.0
+        return self.lr * f + self.min_lr * (1.0 - f)
+
+
+@dataclass(frozen=True)
+class LinearWarmup(Schedule):
+    lr: float
+    warmup: int
+    start_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("linear_warmup", "lr", self.lr))
+        _set(self, "warmup", as_int("linear_warmup", "warmup", self.warmup, minimum=0))
+        _set(self, "start_lr", as_float("linear_warmup", "start_lr", self.start_lr))
+
+    def value(self, t: int) -> float:
+        if t >= self.warmup:
+            return self.lr
+        return self.start_lr + (self.lr - self.start_lr) * t / self.warmup
+
+
+def _check_warmup_total(fn: str, warmup: object, total: object) -> tuple[int, int]:
+    w = as_int(fn, "warmup", warmup, minimum=0)
+    n = as_int(fn, "total", total)
+    if w > n:
+        raise ValueError(f"{fn}: warmup must be <= total ({n}), got {w}")
+    return w, n
+
+
+@dataclass(frozen=True)
+class WarmupLinear(Schedule):
+    lr: float
+    warmup: int
+    total: int
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("warmup_linear", "lr", self.lr))
+        w, n = _check_warmup_total("warmup_linear", self.warmup, self.total)
+        _set(self, "warmup", w)
+        _set(self, "total", n)
+
+    def value(self, t: int) -> float:
+        if t < self.warmup:
+            return self.lr * t / max(1, self.warmup)
+        return self.lr * max(0.0, (self.total - t) / max(1, self.total - self.warmup))
+
+
+@dataclass(frozen=True)
+class WarmupCosine(Schedule):
+    lr: float
+    warmup: int
+    total: int
+    min_lr: float = 0.0
+    num_cycles: float = 0.5
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("warmup_cosine", "lr", self.lr))
+        w, n = _check_warmup_total("warmup_cosine", self.warmup, self.total)
+        _set(self, "warmup", w)
+        _set(self, "total", n)
+        _set(self, "min_lr", as_float("warmup_cosine", "min_lr", self.min_lr))
+        nc = as_float("warmup_cosine", "num_cycles", self.num_cycles, strict=True)
+        _set(self, "num_cycles", nc)
+
+    def value(self, t: int) -> float:
+        if t < self.warmup:
+            return self.lr * t / max(1, self.warmup)
+        progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
+        f = max(0.0, 0.5 * (1.0 + math.cos(math.pi * 2.0 * self.num_cycles * progress)))
+        return self.lr * f + self.min_lr * (1.0 - f)
+
+
+@dataclass(frozen=True)
+class Transformer(Schedule):
+    d_model: int
+    warmup: int
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _set(self, "d_model", as_int("transformer", "d_model", self.d_model))
+        _set(self, "warmup", as_int("transformer", "warmup", self.warmup))
+        _set(self, "scale", as_float("transformer", "scale", self.scale))
+
+    def value(self, t: int) -> float:
+        n = t + 1
+        return self.scale * self.d_model**-0.5 * min(n**-0.5, n * self.warmup**-1.5)
+
+
+_CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
+
+
+@dataclass(frozen=True)
+class Cyclic(Schedule):
+    base_lr: float
+    max_lr: float
+    step_size_up: int
+    step_size_down: int | None = None
+    mode: str = "triangular"
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        _set(self, "base_lr", as_float("cyclic", "base_lr", self.base_lr))
+        _set(self, "max_lr", as_float("cyclic", "max_lr", self.max_lr))
+        up = as_int("cyclic", "step_size_up", self.step_size_up)
+        _set(self, "step_size_up", up)
+        down = self.step_size_down
+        _set(
+            self, "step_size_down", up if down is None else as_int("cyclic", "step_size_down", down)
+        )
+        _set(self, "mode", as_choice("cyclic", "mode", self.mode, _CYCLIC_MODES))
+        _set(self, "gamma", as_float("cyclic", "gamma", self.gamma, strict=True))
+
+    def value(self, t: int) -> float:
+        # the arithmetic of torch.optim.lr_scheduler.CyclicLR.get_lr, in the same order
+        total = float(self.step_size_up + self.step_size_down)
+        ratio = self.step_size_up / total
+        cycle = math.floor(1 + t / total)
+        x = 1.0 + t / total - cycle
+        scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        height = (self.max_lr - self.base_lr) * scale
+        if self.mode == "triangular":
+            amp = 1.0
+        elif self.mode == "triangular2":
+            amp = 1 / (2.0 ** (cycle - 1))
+        else:
+            amp = self.gamma**t
+        return self.base_lr + height * amp
+
+
+@dataclass(frozen=True)
+class CosineRestarts(Schedule):
+    lr: float
+    T_0: int
+    T_mult: int = 1
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("cosine_restarts", "lr", self.lr))
+        _set(self, "T_0", as_int("cosine_restarts", "T_0", self.T_0))
+        _set(self, "T_mult", as_int("cosine_restarts", "T_mult", self.T_mult))
+        _set(self, "min_lr", as_float("cosine_restarts", "min_lr", self.min_lr))
+
+    def _cycle_start(self, k: int) -> int:
+        # first step of cycle k: T_0 (1 + m + ... + m^(k-1)), exact in integers
+        m = self.T_mult
+        return self.T_0 * (m**k - 1) // (m - 1)
+
+    def value(self, t: int) -> float:
+        m = self.T_mult
+        if m == 1:
+            t_cur, t_i = t % self.T_0, self.T_0
+        else:
+            k = int(math.log(t / self.T_0 * (m - 1) + 1, m))
+            # the log can land a hair below an integer at a restart: settle k exactly
+            while self._cycle_start(k + 1) <= t:
+                k += 1
+            while k > 0 and self._cycle_start(k) > t:
+                k -= 1
+            t_cur, t_i = t - self._cycle_start(k), self.T_0 * m**k
+        f = (1.0 + math.cos(math.pi * t_cur / t_i)) / 2.0
+        return self.lr * f + self.min_lr * (1.0 - f)
+
+
+@dataclass(frozen=True)
+class OneCycle(Schedule):
+    max_lr: float
+    total_steps: int
+    pct_start: float = 0.3
+    anneal_strategy: str = "cos"
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    three_phase: bool = False
+
+    def __post_init__(self) -> None:
+        fn = "one_cycle"
+        _set(self, "max_lr", as_float(fn, "max_lr", self.max_lr))
+        _set(self, "total_steps", as_int(fn, "total_steps", self.total_steps))
+        pct = as_float(fn, "pct_start", self.pct_start)
+        if pct > 1.0:
+            raise ValueError(f"{fn}: pct_start must be a number in [0, 1], got {self.pct_start!r}")
+        _set(self, "pct_start", pct)
+        strategy = as_choice(fn, "anneal_strategy", self.anneal_strategy, ("cos", "linear"))
+        _set(self, "anneal_strategy", strategy)
+        _set(self, "div_factor", as_float(fn, "div_factor", self.div_factor, strict=True))
+        fdf = as_float(fn, "final_div_factor", self.final_div_factor, strict=True)
+        _set(self, "final_div_factor", fdf)
+        _set(self, "three_phase", as_bool(fn, "three_phase", self.three_phase))
+
+    def value(self, t: int) -> float:
+        # the phases of torch.optim.lr_scheduler.OneCycleLR, as (end_step, start_lr, end_lr)
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        p, n = self.pct_start, self.total_steps
+        if self.three_phase:
+            phases = (
+                (float(p * n) - 1, initial, self.max_lr),
+                (float(2 * p * n) - 2, self.max_lr, initial),
+                (n - 1, initial, final),
+            )
+        else:
+            phases = ((float(p * n) - 1, initial, self.max_lr), (n - 1, self.max_lr, final))
+        start_step = 0.0
+        for i, (end_step, lo, hi) in enumerate(phases):
+            last = i == len(phases) - 1
+            if t <= end_step or last:
+                span = end_step - start_step
+                pct = (t - start_step) / span if span != 0 else 1.0
+                if last:
+                    pct = min(pct, 1.0)  # after total_steps, hold the final value
+                if self.anneal_strategy == "cos":
+                    return hi + (lo - hi) / 2.0 * (math.cos(math.pi * pct) + 1)
+                return (hi - lo) * pct + lo
+            start_step = end_step
+        raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Join(Schedule):
+    schedules: tuple[Schedule, ...]
+    boundaries: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schedules, Schedule) or not isinstance(self.schedules, Sequence):
+            raise ValueError("join: schedules must be a non-empty sequence of Schedule objects")
+        scheds = tuple(self.schedules)
+        if not scheds or not all(isinstance(s, Schedule) for s in scheds):
+            raise ValueError("join: schedules must be a non-empty sequence of Schedule objects")
+        if not isinstance(self.boundaries, Sequence):
+            raise ValueError(
+                f"join: boundaries must be a sequence of ints, got {self.boundaries!r}"
+            )
+        bounds = tuple(as_int("join", "boundaries", b, minimum=0) for b in self.boundaries)
+        if len(bounds) != len(scheds) - 1:
+            raise ValueError(
+                f"join: boundaries must have len(schedules) - 1 = {len(scheds) - 1} entries, "
+                f"got {len(bounds)}"
+            )
+        if any(a > b for a, b in zip(bounds, bounds[1:])):
+            raise ValueError(f"join: boundaries must be non-decreasing, got {list(bounds)}")
+        _set(self, "schedules", scheds)
+        _set(self, "boundaries", bounds)
+
+    def value(self, t: int) -> float:
+        i = bisect.bisect_right(self.boundaries, t)
+        offset = self.boundaries[i - 1] if i else 0
+        return self.schedules[i](t - offset)
+
+
+# ----------------------------------------------------------------------------- factories
+
+
+def constant(lr: float) -> Schedule:
+    r"""A constant learning rate.
+
+    .. math:: \eta_t = \eta
+
+    >>> constant(0.1)(1000)
+    0.1
+    """
+    return Constant(lr)
+
+
+def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
+    r"""Multiply by ``gamma`` every ``step_size`` steps (the shape of ``torch``'s ``StepLR``).
+
+    .. math:: \eta_t = \eta \, \gamma^{\lfloor t / s \rfloor}
+
+    >>> s = step_decay(1.0, step_size=10, gamma=0.5)
+    >>> s(9), s(10), s(25)
+    (1.0, 0.5, 0.25)
+    """
+    return StepDecay(lr, step_size, gamma)
+
+
+def multi_step(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
+    r"""Multiply by ``gamma`` at each milestone (the shape of ``torch``'s ``MultiStepLR``).
+
+    A milestone listed twice multiplies twice, as in torch.
+
+    .. math:: \eta_t = \eta \, \gamma^{\#\{m_i \le t\}}
+
+    >>> s = multi_step(1.0, milestones=[3, 5], gamma=0.1)
+    >>> s(2), s(3), round(s(5), 12)
+    (1.0, 0.1, 0.01)
+    """
+    return MultiStep(lr, milestones, gamma)  # type: ignore[arg-type]
+
+
+def exponential(lr: float, gamma: float) -> Schedule:
+    r"""Multiply by ``gamma`` every step (the shape of ``torch``'s ``ExponentialLR``).
+
+    .. math:: \eta_t = \eta \, \gamma^{t}
+
+    >>> exponential(1.0, gamma=0.5)(3)
+    0.125
+    """
+    return Exponential(lr, gamma)
+
+
+def polynomial(lr: float, total_steps: int, power: float = 1.0, end_lr: float = 0.0) -> Schedule:
+    r"""Polynomial decay from ``lr`` to ``end_lr`` over ``total_steps``, then constant.
+
+    With ``end_lr = 0`` this is ``torch``'s ``PolynomialLR`` (``total_iters = total_steps``).
+
+    .. math::
+        \eta_t = (\eta - \eta_{end}) \left(1 - \frac{\min(t, T)}{T}\right)^{p} + \eta_{end}
+
+    >>> s = polynomial(1.0, total_steps=4, power=2.0)
+    >>> s(0), s(2), s(4), s(100)
+    (1.0, 0.25, 0.0, 0.0)
+    """
+    return Polynomial(lr, total_steps, power, end_lr)
+
+
+def inverse_sqrt(lr: float, warmup: int = 0) -> Schedule:
+    r"""Inverse square-root decay, after an optional linear warm-up.
+
+    With :math:`n = t + 1` and :math:`w = \max(\text{warmup}, 1)`:
+
+    .. math:: \eta_t = \eta \, \min\!\left(\frac{n}{w}, \sqrt{\frac{w}{n}}\right)
+
+    so ``warmup=0`` is the lecture's :math:`\eta / \sqrt{t + 1}`, and the peak ``lr`` is
+    reached at ``t = warmup - 1``. Equal to ``transformer(d, w, scale)`` for
+    ``lr = scale / sqrt(d * w)``.
+
+    >>> s = inverse_sqrt(1.0)
+    >>> s(0), s(3)
+    (1.0, 0.5)
+    >>> inverse_sqrt(1.0, warmup=4)(1)
+    0.5
+    """
+    return InverseSqrt(lr, warmup)
+
+
+def inverse_time(lr: float, decay: float) -> Schedule:
+    r"""Inverse-time decay, the shape of Adagrad's ``lr_decay``.
+
+    .. math:: \eta_t = \frac{\eta}{1 + d\, t}
+
+    >>> inverse_time(1.0, decay=0.5)(2)
+    0.5
+    """
+    return InverseTime(lr, decay)
+
+
+def cosine(lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
+    r"""Cosine annealing from ``lr`` to ``min_lr`` over ``total_steps``, then ``min_lr``.
+
+    The closed form of ``torch``'s ``CosineAnnealingLR`` (``T_max = total_steps``,
+    ``eta_min = min_lr``) for :math:`t \le T`; torch's cosine rises again after ``T_max``,
+    this one holds ``min_lr``.
+
+    .. math::
+        \eta_t = \eta_{min} + \frac{\eta - \eta_{min}}{2}
+                 \left(1 + \cos\frac{\pi \min(t, T)}{T}\right)
+
+    >>> s = cosine(1.0, total_steps=100)
+    >>> s(0), round(s(50), 12), s(100), s(200)
+    (1.0, 0.5, 0.0, 0.0)
+    """
+    return Cosine(lr, total_steps, min_lr)
+
+
+def linear_warmup(lr: float, warmup: int, start_lr: float = 0.0) -> Schedule:
+    r"""Linear ramp from ``start_lr`` at ``t = 0`` to ``lr`` at ``t = warmup``, then constant.
+
+    .. math::
+        \eta_t = \eta_{start} + (\eta - \eta_{start}) \frac{\min(t, w)}{w}
+
+    Join it with a decay using :func:`join` (boundary ``warmup``).
+
+    >>> s = linear_warmup(1.0, warmup=4)
+    >>> s(0), s(1), s(4), s(9)
+    (0.0, 0.25, 1.0, 1.0)
+    """
+    return LinearWarmup(lr, warmup, start_lr)
+
+
+def warmup_linear(lr: float, warmup: int, total: int) -> Schedule:
+    r"""Linear warm-up then linear decay to 0 at ``total``.
+
+    The shape of HuggingFace's ``get_linear_schedule_with_warmup``:
+
+    .. math::
+        \eta_t = \begin{cases}
+            \eta \, t / w & t < w \\
+            \eta \max\!\left(0, \frac{T - t}{\max(1, T - w)}\right) & t \ge w
+        \end{cases}
+
+    >>> s = warmup_linear(1.0, warmup=2, total=6)
+    >>> [s(t) for t in range(8)]
+    [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+    return WarmupLinear(lr, warmup, total)
+
+
+def warmup_cosine(
+    lr: float, warmup: int, total: int, min_lr: float = 0.0, num_cycles: float = 0.5
+) -> Schedule:
+    r"""Linear warm-up then cosine decay to ``min_lr`` at ``total``.
+
+    The shape of HuggingFace's ``get_cosine_schedule_with_warmup`` (``min_lr = 0``) and
+    ``get_cosine_with_min_lr_schedule_with_warmup``. With
+    :math:`p = \min\!\left(1, \frac{t - w}{\max(1, T - w)}\right)`:
+
+    .. math::
+        \eta_t = \begin{cases}
+            \eta \, t / w & t < w \\
+            \eta_{min} + (\eta - \eta_{min})
+            \max\!\left(0, \tfrac12 \left(1 + \cos(2 \pi c\, p)\right)\right) & t \ge w
+        \end{cases}
+
+    Unlike HuggingFace, :math:`p` stops at 1, so the value after ``total`` is held.
+
+    >>> s = warmup_cosine(1.0, warmup=10, total=110)
+    >>> s(5), s(10), round(s(60), 12), s(110), s(500)
+    (0.5, 1.0, 0.5, 0.0, 0.0)
+    """
+    return WarmupCosine(lr, warmup, total, min_lr, num_cycles)
+
+
+def transformer(d_model: int, warmup: int, scale: float = 1.0) -> Schedule:
+    r"""The schedule of "Attention Is All You Need" (Vaswani et al., 2017), with :math:`n = t + 1`.
+
+    .. math::
+        \eta_t = s \, d^{-1/2} \min\!\left(n^{-1/2},\; n \, w^{-3/2}\right), \qquad n = t + 1
+
+    The paper counts steps from 1; here ``t`` counts updates already applied, so the
+    formula uses ``n = t + 1`` (the first update has a positive learning rate). The peak is
+    at ``n = warmup``.
+
+    >>> s = transformer(d_model=512, warmup=4000)
+    >>> round(s(3999), 10) == round(512**-0.5 * 4000**-0.5, 10)
+    True
+    """
+    return Transformer(d_model, warmup, scale)
+
+
+def cyclic(
+    base_lr: float,
+    max_lr: float,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+) -> Schedule:
+    r"""Cyclical learning rate (Smith, 2017), the shape of ``torch``'s ``CyclicLR``.
+
+    With :math:`u, d` the steps up and down, :math:`c = \lfloor 1 + t/(u+d) \rfloor`,
+    :math:`x = 1 + t/(u+d) - c` and :math:`r = u/(u+d)`:
+
+    .. math::
+        \eta_t = \eta_{base} + (\eta_{max} - \eta_{base})
+                 \cdot \begin{cases} x / r & x \le r \\ (x - 1)/(r - 1) & x > r \end{cases}
+                 \cdot a, \qquad
+        a = \begin{cases} 1 & \text{triangular} \\ 2^{1 - c} & \text{triangular2} \\
+                          \gamma^{t} & \text{exp\_range} \end{cases}
+
+    ``mode`` is one of ``"triangular"``, ``"triangular2"``, ``"exp_range"``; ``gamma`` is
+    used by ``"exp_range"`` only. ``step_size_down`` defaults to ``step_size_up``.
+
+    >>> s = cyclic(0.0, 1.0, step_size_up=2)
+    >>> [s(t) for t in range(5)]
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    return Cyclic(base_lr, max_lr, step_size_up, step_size_down, mode, gamma)
+
+
+def cosine_restarts(lr: float, T_0: int, T_mult: int = 1, min_lr: float = 0.0) -> Schedule:
+    r"""Cosine annealing with warm restarts, SGDR (Loshchilov & Hutter, 2017).
+
+    The shape of ``torch``'s ``CosineAnnealingWarmRestarts``. Cycle :math:`k` lasts
+    :math:`T_k = T_0 m^k` steps and starts at :math:`S_k = T_0 (m^k - 1)/(m - 1)`
+    (:math:`S_k = k T_0` when :math:`m = 1`); :math:`k` is found in closed form,
+    :math:`k = \lfloor \log_m (1 + t (m - 1)/T_0) \rfloor`. Then
+
+    .. math::
+        \eta_t = \eta_{min} + \frac{\eta - \eta_{min}}{2}
+                 \left(1 + \cos\frac{\pi (t - S_k)}{T_k}\right)
+
+    >>> s = cosine_restarts(1.0, T_0=4, T_mult=2)
+    >>> s(0), s(2), s(4), s(8), s(12)
+    (1.0, 0.5, 1.0, 0.5, 1.0)
+    """
+    return CosineRestarts(lr, T_0, T_mult, min_lr)
+
+
+def one_cycle(
+    max_lr: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+) -> Schedule:
+    r"""The 1cycle policy (Smith & Topin, 2018), the shape of ``torch``'s ``OneCycleLR``.
+
+    From :math:`\eta_0 = \eta_{max} / \text{div\_factor}` up to :math:`\eta_{max}` until step
+    :math:`p N - 1`, then down to :math:`\eta_0 / \text{final\_div\_factor}` at step
+    :math:`N - 1` (with ``three_phase``: up until :math:`pN - 1`, back to :math:`\eta_0` at
+    :math:`2pN - 2`, then down). Within a phase from :math:`a` to :math:`b` at fraction
+    :math:`q` of its steps:
+
+    .. math::
+        \text{cos: } b + \frac{a - b}{2}(1 + \cos \pi q), \qquad
+        \text{linear: } a + (b - a) q
+
+    ``anneal_strategy`` is ``"cos"`` or ``"linear"``. Steps past ``total_steps - 1`` hold
+    the final value (torch raises instead).
+
+    >>> s = one_cycle(1.0, total_steps=100, pct_start=0.5, anneal_strategy="linear")
+    >>> s(0), s(49), round(s(99), 12)
+    (0.04, 1.0, 4e-06)
+    """
+    return OneCycle(
+        max_lr, total_steps, pct_start, anneal_strategy, div_factor, final_div_factor, three_phase
+    )
+
+
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    r"""Glue schedules end to end (``optax.join_schedules`` semantics).
+
+    Schedule :math:`i` runs for :math:`b_{i-1} \le t < b_i` and is evaluated at its own
+    step count :math:`t - b_{i-1}` (with :math:`b_{-1} = 0`): at ``t == boundaries[i]``
+    schedule ``i + 1`` starts at its step 0.
+
+    .. math:: \eta_t = s_i(t - b_{i-1}), \qquad i = \#\{j : b_j \le t\}
+
+    >>> s = join([linear_warmup(1.0, warmup=2), cosine(1.0, total_steps=4)], boundaries=[2])
+    >>> [round(s(t), 6) for t in range(7)]
+    [0.0, 0.5, 1.0, 0.853553, 0.5, 0.146447, 0.0]
+    """
+    return Join(schedules, boundaries)  # type: ignore[arg-type]
+
+
+SCHEDULE_CLASSES: tuple[type[Schedule], ...] = (
+    Constant,
+    StepDecay,
+    MultiStep,
+    Exponential,
+    Polynomial,
+    InverseSqrt,
+    InverseTime,
+    Cosine,
+    LinearWarmup,
+    WarmupLinear,
+    WarmupCosine,
+    Transformer,
+    Cyclic,
+    CosineRestarts,
+    OneCycle,
+    Join,
+)

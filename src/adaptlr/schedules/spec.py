@@ -1,0 +1,102 @@
+"""Schedules from text: the ``SCHEDULES`` registry and ``from_spec`` (for the CLI)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from . import shapes
+from .base import Schedule
+
+__all__ = ["SCHEDULES", "from_spec"]
+
+#: name -> factory, for every schedule that a one-line spec can describe (not ``join``).
+SCHEDULES: dict[str, Callable[..., Schedule]] = {
+    name: getattr(shapes, name) for name in shapes.__all__ if name != "join"
+}
+
+# the argument that from_spec's ``lr`` default fills, where a schedule has one peak lr
+_LR_ARG = {"one_cycle": "max_lr", "cyclic": None, "transformer": None}
+
+_FORM = "expected 'name' or 'name:key=value,key=value'"
+
+
+def _split_items(body: str) -> list[str]:
+    """Split on commas outside brackets: ``a=1,b=[2,3]`` -> ``["a=1", "b=[2,3]"]``."""
+    items, depth, cur = [], 0, []
+    for ch in body:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            items.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    items.append("".join(cur))
+    return [i.strip() for i in items if i.strip()]
+
+
+def _parse_value(text: str) -> object:
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return [_parse_value(x) for x in text[1:-1].replace(";", ",").split(",") if x.strip()]
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text.strip("'\"")
+
+
+def from_spec(spec: str, lr: float | None = None) -> Schedule:
+    """Build a schedule from a spec such as ``"warmup_cosine:warmup=50,total=500"``.
+
+    ``lr`` fills the schedule's learning-rate argument (``max_lr`` for ``one_cycle``; not
+    used by ``cyclic``, which needs both bounds, nor ``transformer``, which has ``scale``)
+    when the spec leaves it out. Lists are written in brackets: ``milestones=[30,60]``. Unknown
+    names, unknown or missing keys and bad values raise ``ValueError`` with a one-line
+    message that says what is allowed.
+
+    >>> from_spec("cosine:lr=0.1,total_steps=100")
+    Cosine(lr=0.1, total_steps=100, min_lr=0.0)
+    >>> from_spec("warmup_cosine:warmup=50,total=500", lr=0.1)(50)
+    0.1
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"spec must be a string, {_FORM}, got {spec!r}")
+    name, _, body = spec.strip().partition(":")
+    name = name.strip()
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(sorted(SCHEDULES))}")
+    factory = SCHEDULES[name]
+    params = inspect.signature(factory).parameters
+    allowed = ", ".join(params)
+    kwargs: dict[str, object] = {}
+    for item in _split_items(body):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"{name}: bad item {item!r} in spec {spec!r}; {_FORM}")
+        if key not in params:
+            raise ValueError(f"{name}: unknown key {key!r}; allowed: {allowed}")
+        if key in kwargs:
+            raise ValueError(f"{name}: key {key!r} given twice")
+        kwargs[key] = _parse_value(value)
+    lr_arg = _LR_ARG.get(name, "lr")
+    if lr is not None and lr_arg is not None and lr_arg not in kwargs:
+        kwargs[lr_arg] = lr
+    missing = [
+        k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs
+    ]
+    if missing:
+        raise ValueError(
+            f"{name}: missing required key(s) {', '.join(missing)}; allowed: {allowed}"
+        )
+    return factory(**kwargs)
