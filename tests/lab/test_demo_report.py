@@ -1,0 +1,94 @@
+"""``adaptlr demo``: the whole report, its wall time, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaptlr.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-file-access-from-files",
+]
+
+# set a marker on <body> once every image has loaded (complete and with a natural size)
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+  const probe = bad.length ? 'bad:' + bad.join(',') : 'ok:' + imgs.length;
+  document.body.setAttribute('data-probe', probe);
+});
+</script>"""
+
+
+def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_demo_report_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    t0 = time.perf_counter()
+    assert main(["demo", "--out", str(out)]) == 0
+    wall = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert "[########################] 7/7 done" in err  # the progress bar reached the end
+    sys.stderr.write(f"\ndemo wall time: {wall:.1f} s\n")
+
+    index = out / "index.html"
+    page = index.read_text(encoding="utf-8")
+    for key in ("stuck", "tiny_lr", "burst", "decay", "warmup", "summary"):
+        assert f'id="{key}"' in page
+    imgs = re.findall(r"""<img\b[^>]*\bsrc=["']([^"']+)["']""", page)
+    assert len(imgs) >= 15 and any(i.endswith(".gif") for i in imgs)
+    assert all((out / i).stat().st_size > 1000 for i in imgs)
+    assert page.count("<table>") >= 2
+
+    # the probe page sits beside index.html so that relative image paths resolve
+    probe = out / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    dom = _chromium(
+        tmp_path,
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.as_uri(),
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    marker = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert marker is not None, dom.stdout[:500]
+    assert marker.group(1) == f"ok:{len(imgs)}", marker.group(1)[:500]
+    assert "Uncaught" not in dom.stderr
+    assert not re.search(r"CONSOLE\(\d+\)\].*(Error|error)", dom.stderr)
+
+    shot = tmp_path / "report.png"
+    res = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2400", index.as_uri())
+    assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
+    arr = np.asarray(Image.open(shot).convert("RGB"))
+    assert arr.shape[:2] == (2400, 1280)
+    assert len(np.unique(arr.reshape(-1, 3), axis=0)) > 200  # not a blank page
+    # the screenshot stays in the pytest tmp dir as the artifact; say where
+    sys.stderr.write(f"report screenshot: {shot}\n")
