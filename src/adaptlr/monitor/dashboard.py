@@ -1,0 +1,205 @@
+"""Dashboard figure of a monitored run: loss, gradient norm, effective learning rate, cosine,
+with the diagnosis of each window shaded behind.
+
+matplotlib is imported lazily (it is an optional dependency) and used through its object API
+with the Agg canvas, so no global backend is switched and no window ever opens.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .diagnosis import KINDS, Diagnosis, diagnose_records
+from .log import load_log
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+KIND_COLORS = {
+    "progressing": "#4caf50",
+    "critical_point": "#2196f3",
+    "oscillating": "#ff9800",
+    "diverging": "#e53935",
+    "bursting": "#9c27b0",
+}
+
+
+def _steps(source: Any) -> list[dict[str, Any]]:
+    from .monitor import Monitor
+
+    if isinstance(source, Monitor):
+        recs = source.records
+    elif isinstance(source, (str, os.PathLike)):
+        recs = load_log(source)
+    else:
+        recs = list(source)
+    return [r for r in recs if r.get("type", "step") == "step"]
+
+
+def window_diagnoses(
+    records: list[dict[str, Any]], window: int = 50
+) -> list[tuple[int, int, Diagnosis]]:
+    """Diagnose consecutive windows of `window` records: ``(first_step, last_step, diagnosis)``.
+
+    Each window is judged with all earlier records available (the gradient's "small" is relative
+    to the largest norm seen so far), as `Monitor.diagnose` would have judged it at that time.
+    """
+    steps = [r for r in records if r.get("type", "step") == "step"]
+    out = []
+    n = len(steps)
+    if n < 3:
+        return out
+    window = max(3, min(window, n))
+    for end in range(window, n + 1, window):
+        d = diagnose_records(steps[:end], window)
+        out.append((steps[end - window]["step"], steps[end - 1]["step"], d))
+    if n % window >= 3:  # a last, shorter window
+        d = diagnose_records(steps, n % window)
+        out.append((steps[n - n % window]["step"], steps[-1]["step"], d))
+    return out
+
+
+def _series(recs: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for r in recs:
+        v = r.get(key)
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            xs.append(r["step"])
+            ys.append(float(v))
+    return xs, ys
+
+
+def plot_dashboard(
+    source: Monitor | list[dict[str, Any]] | str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    window: int = 50,
+    title: str | None = None,
+) -> Path:
+    """Draw the dashboard of a run to a PNG and return its path.
+
+    Args:
+        source: a `Monitor`, its records, or the path of its JSON Lines log.
+        path: the PNG to write (its folder is created).
+        window: records per diagnosis window (the shaded bands).
+        title: the figure's title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    recs = _steps(source)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(9, 9.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(4, 1, sharex=True)
+    ax_loss, ax_grad, ax_lr, ax_cos = axes
+
+    xs, ys = _series(recs, "loss")
+    ax_loss.plot(xs, ys, color="black", lw=1)
+    if ys and min(ys) > 0 and max(ys) / min(ys) > 20:
+        ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss")
+
+    xs, ys = _series(recs, "grad_norm")
+    ax_grad.plot(xs, [max(y, 1e-30) for y in ys], color="tab:red", lw=1, label="gradient")
+    xs, ys = _series(recs, "update_norm")
+    if ys:
+        ax_grad.plot(xs, [max(y, 1e-30) for y in ys], color="tab:blue", lw=1, label="update")
+    ax_grad.set_yscale("log")
+    ax_grad.set_ylabel("norm (log)")
+    ax_grad.legend(loc="upper right", fontsize=8)
+
+    _plot_eff_lr(ax_lr, recs)
+
+    xs, ys = _series(recs, "cos")
+    ax_cos.plot(xs, ys, color="tab:green", lw=0.8)
+    ax_cos.axhline(0, color="grey", lw=0.5)
+    ax_cos.set_ylim(-1.05, 1.05)
+    ax_cos.set_ylabel("cos(g_t, g_t-1)")
+    ax_cos.set_xlabel("step")
+
+    bands = window_diagnoses(recs, window)
+    seen = set()
+    for first, last, d in bands:
+        seen.add(d.kind)
+        for ax in axes:
+            ax.axvspan(first, last, color=KIND_COLORS[d.kind], alpha=0.12, lw=0)
+    if seen:
+        handles = [Patch(color=KIND_COLORS[k], alpha=0.4, label=k) for k in KINDS if k in seen]
+        ax_loss.legend(handles=handles, loc="upper right", fontsize=8, title="diagnosis")
+    if title is None and bands:
+        title = f"last window: {bands[-1][2].kind}"
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def _plot_eff_lr(ax: Any, recs: list[dict[str, Any]]) -> None:
+    """Effective learning rate percentiles of group 0 (bands), or the scheduled lr if absent."""
+    rows = [
+        (r["step"], r["eff_lr"][0])
+        for r in recs
+        if r.get("eff_lr") and isinstance(r["eff_lr"][0], dict) and r["eff_lr"][0]
+    ]
+    ax.set_ylabel("eta / sigma")
+    if rows:
+        keys = sorted(rows[0][1], key=lambda k: float(k[1:]))
+        steps = [s for s, _ in rows]
+
+        def col(k: str) -> list[float]:
+            return [max(float(e.get(k, math.nan)), 1e-30) for _, e in rows]
+
+        lo, hi = keys[0], keys[-1]
+        ax.fill_between(steps, col(lo), col(hi), color="tab:purple", alpha=0.2, label=f"{lo}-{hi}")
+        if len(keys) >= 4:
+            ax.fill_between(
+                steps, col(keys[1]), col(keys[-2]), color="tab:purple", alpha=0.3,
+                label=f"{keys[1]}-{keys[-2]}",
+            )  # fmt: skip
+        mid = keys[len(keys) // 2]
+        ax.plot(steps, col(mid), color="tab:purple", lw=1, label=mid)
+        ax.set_yscale("log")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylabel("eta / sigma (log)")
+        return
+    xs, ys = [], []
+    for r in recs:
+        lr = (r.get("lr") or [None])[0]
+        if isinstance(lr, (int, float)) and math.isfinite(lr):
+            xs.append(r["step"])
+            ys.append(lr)
+    if ys:
+        ax.plot(xs, ys, color="tab:purple", lw=1)
+    ax.set_ylabel("learning rate")
+    ax.text(
+        0.01, 0.9, "not adaptive (or no effective_lr()): learning rate shown",
+        transform=ax.transAxes, fontsize=8, va="top",
+    )  # fmt: skip
+
+
+def write_report(
+    log_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], window: int = 50
+) -> Path:
+    """Redraw a run's dashboard from its log into `out_dir` (``dashboard.png`` and
+    ``diagnosis.txt`` with the last window's diagnosis); returns the PNG's path.
+
+    This is what ``adaptlr monitor report LOG.jsonl --out DIR`` runs.
+    """
+    recs = load_log(log_path)
+    steps = [r for r in recs if r.get("type") == "step"]
+    if not steps:
+        raise ValueError(f"{log_path}: no step records to report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = next((r for r in recs if r.get("type") == "meta"), {})
+    d = diagnose_records(steps, window)
+    name = meta.get("optimizer", "run")
+    png = plot_dashboard(steps, out / "dashboard.png", window=window, title=f"{name}: {d.kind}")
+    (out / "diagnosis.txt").write_text(str(d) + "\n", encoding="utf-8")
+    return png

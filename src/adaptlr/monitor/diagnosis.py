@@ -1,0 +1,248 @@
+"""Turn a window of monitor records into one of five diagnoses, with the figures that decided it.
+
+The lecture's point: when the loss stops falling, the gradient is often *not* small; the
+parameters bounce between the walls of a valley. The figures that tell the cases apart:
+
+- loss change over the window (median of the first third against the last third, robust to
+  single spikes): flat or not;
+- gradient norm: small (a critical point) or not;
+- cosine between consecutive gradients: strongly negative means the steps bounce (oscillating);
+- update norm: rare steps far above the usual size are the lecture's Adagrad/RMS "burst";
+- non-finite values or a loss/gradient that keeps growing: diverging.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("progressing", "critical_point", "oscillating", "diverging", "bursting")
+
+SUGGESTIONS = {
+    "progressing": "The loss is falling; nothing to change.",
+    "progressing_slow": (
+        "The loss barely moves although consecutive gradients agree: the steps are too small. "
+        "Raise the learning rate, or use an adaptive method (Adam, RMSprop) that enlarges the "
+        "steps in flat directions."
+    ),
+    "critical_point": (
+        "The gradient is small and the loss is flat: a critical point. Run the curvature check "
+        "(monitor.curvature(loss_fn)) to tell a saddle point from a minimum."
+    ),
+    "saddle": (
+        "A saddle point: the Hessian has a negative eigenvalue, so a way down exists. Add "
+        "momentum, a larger learning rate or gradient noise (smaller batches) to leave along it."
+    ),
+    "minimum": (
+        "A local minimum: no direction goes down. Stop here, or change the model, the data or "
+        "the regularisation if the loss is still too high."
+    ),
+    "oscillating": (
+        "The loss has stopped falling although the gradient is not small: consecutive gradients "
+        "point against each other, so the parameters bounce between the walls of a valley. "
+        "Lower the learning rate or add decay, or use an adaptive method that takes smaller "
+        "steps in the steep directions."
+    ),
+    "diverging": (
+        "The loss or the gradient is growing, or values became non-finite. Lower the learning "
+        "rate (about 10x), add warm-up, clip the gradient norm, and check the data for NaN."
+    ),
+    "bursting": (
+        "Rare steps far larger than usual: an adaptive method's sigma shrank after many small "
+        "gradients, so one step overshot. Add learning-rate decay or warm-up, clip the update, "
+        "or raise eps."
+    ),
+}
+
+
+@dataclass
+class Diagnosis:
+    """What the monitor concludes about a window of training steps.
+
+    Attributes:
+        kind: one of ``"progressing"``, ``"critical_point"``, ``"oscillating"``,
+            ``"diverging"``, ``"bursting"``.
+        evidence: the figures that decided it, with ``"first_step"``, ``"last_step"`` and
+            ``"records"`` naming the window; a ``"curvature"`` entry when the check ran.
+        suggestion: what to do, in plain words.
+        reason: one sentence with the deciding figures.
+    """
+
+    kind: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    suggestion: str = ""
+    reason: str = ""
+
+    def __str__(self) -> str:
+        ev = self.evidence
+        span = f"steps {ev.get('first_step')}-{ev.get('last_step')} ({ev.get('records')} records)"
+        return f"{self.kind} over {span}: {self.reason}\nSuggestion: {self.suggestion}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (used for the log's ``"diagnosis"`` lines)."""
+        return {
+            "kind": self.kind,
+            "evidence": self.evidence,
+            "suggestion": self.suggestion,
+            "reason": self.reason,
+        }
+
+
+def _finite(values: list[Any]) -> list[float]:
+    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def _thirds(values: list[float]) -> tuple[float, float]:
+    """Median of the first and of the last third: a trend that one spike cannot fake."""
+    k = max(1, len(values) // 3)
+    return statistics.median(values[:k]), statistics.median(values[-k:])
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def diagnose_records(
+    records: list[dict[str, Any]],
+    window: int = 50,
+    *,
+    flat_tol: float = 0.01,
+    loss_atol: float = 1e-8,
+    grad_atol: float = 1e-4,
+    grad_rtol: float = 1e-2,
+    cos_tol: float = -0.3,
+    rise_tol: float = 0.1,
+    burst_factor: float = 10.0,
+    burst_frac: float = 0.2,
+) -> Diagnosis:
+    """Diagnose the last `window` step records (as written by `Monitor` or read by `load_log`).
+
+    Args:
+        records: step records in step order; other record types are ignored. Records before the
+            window count only for the gradient norm's running maximum ("small" is relative).
+        window: how many of the last records to judge.
+        flat_tol: the loss is flat when it fell by less than this fraction over the window.
+        loss_atol: losses this close to 0 are compared in absolute terms instead.
+        grad_atol, grad_rtol: the gradient is small below ``max(grad_atol, grad_rtol * max)``,
+            where ``max`` is the largest gradient norm in `records`.
+        cos_tol: consecutive gradients oppose each other when their median cosine is below this.
+        rise_tol: the loss diverges when it rose by more than this fraction.
+        burst_factor, burst_frac: a burst is an update larger than ``burst_factor`` times the
+            window's median, on at most ``burst_frac`` of the records.
+    """
+    steps = [r for r in records if r.get("type", "step") == "step"]
+    win = steps[-window:] if window > 0 else steps
+    n = len(win)
+    evidence: dict[str, Any] = {
+        "first_step": win[0].get("step") if win else None,
+        "last_step": win[-1].get("step") if win else None,
+        "records": n,
+        "window": window,
+    }
+
+    def done(kind: str, reason: str, key: str | None = None) -> Diagnosis:
+        return Diagnosis(kind, evidence, SUGGESTIONS[key or kind], reason)
+
+    # Non-finite values anywhere in the window end the discussion.
+    nonfinite = sum(int(r.get("nonfinite") or 0) for r in win)
+    bad_loss = [r.get("step") for r in win if "non_finite" in (r.get("loss_flags") or [])]
+    if nonfinite or bad_loss:
+        evidence["nonfinite_values"] = nonfinite
+        evidence["nonfinite_loss_steps"] = bad_loss[:10]
+        first_bad = next(
+            (r.get("step") for r in win if r.get("nonfinite") or r.get("step") in bad_loss), None
+        )
+        evidence["first_nonfinite_step"] = first_bad
+        return done(
+            "diverging",
+            f"{nonfinite} non-finite gradient/parameter values and {len(bad_loss)} non-finite "
+            f"losses, first at step {first_bad}.",
+        )
+
+    losses = _finite([r.get("loss") for r in win])
+    grads = _finite([r.get("grad_norm") for r in win])
+    if n < 3 or len(grads) < 3:
+        return Diagnosis(
+            "progressing",
+            evidence,
+            "Too few records to judge; record more steps before diagnosing.",
+            f"only {n} records in the window.",
+        )
+
+    g_first, g_last = _thirds(grads)
+    g_max = max(_finite([r.get("grad_norm") for r in steps]) or [g_last])
+    grad_growth = g_last / g_first if g_first > 0 else math.inf
+    evidence.update(grad_norm_first=g_first, grad_norm_last=g_last, grad_norm_growth=grad_growth)
+    evidence["grad_norm_max_seen"] = g_max
+
+    if len(losses) >= 3:
+        l_first, l_last = _thirds(losses)
+        scale = max(abs(l_first), loss_atol)
+        loss_drop = (l_first - l_last) / scale  # > 0: the loss fell
+        evidence.update(loss_first=l_first, loss_last=l_last, loss_rel_drop=loss_drop)
+    else:
+        # No losses recorded: judge by the gradient alone.
+        loss_drop = 0.0 if grad_growth < 1 + rise_tol else -math.inf
+        evidence["loss_rel_drop"] = None
+
+    cosines = _finite([r.get("cos") for r in win])
+    cos_med = statistics.median(cosines) if cosines else None
+    evidence["cos_median"] = cos_med
+
+    # Rare, isolated steps far above the usual update size (or gradient size if the update is
+    # not measured): the lecture's burst of an adaptive method.
+    sizes = _finite([r.get("update_norm") for r in win]) or grads
+    med = statistics.median(sizes)
+    spikes = [i for i, s in enumerate(sizes) if s > burst_factor * med] if med > 0 else []
+    # A burst is rare and ends: either the last update is back to the usual size, or it has only
+    # just started (at most 3 steps). A spike that keeps growing is the onset of a divergence.
+    calmed = bool(spikes) and sizes[-1] <= burst_factor * med
+    if spikes and len(spikes) <= max(1, burst_frac * n) and (calmed or len(spikes) <= 3):
+        evidence.update(
+            update_norm_median=med,
+            update_norm_max=max(sizes),
+            burst_steps=[win[i].get("step") for i in spikes][:20],
+            burst_ratio=max(sizes) / med,
+        )
+        return done(
+            "bursting",
+            f"{len(spikes)} of {n} steps were more than {_fmt(burst_factor)}x the median update "
+            f"norm ({_fmt(med)}), the largest {_fmt(max(sizes) / med)}x, first at step "
+            f"{evidence['burst_steps'][0]}.",
+        )
+
+    # Growth that the medians of thirds show is sustained, not a single spike.
+    if loss_drop < -rise_tol or (loss_drop < -flat_tol and grad_growth > 2.0) or grad_growth > 1e3:
+        return done(
+            "diverging",
+            f"the loss rose by {_fmt(-loss_drop * 100)}% and the gradient norm grew "
+            f"{_fmt(grad_growth)}x over the window.",
+        )
+
+    flat = loss_drop < flat_tol
+    grad_small = g_last < max(grad_atol, grad_rtol * g_max)
+    evidence.update(loss_flat=flat, grad_small=grad_small)
+    if not flat:
+        return done("progressing", f"the loss fell by {_fmt(loss_drop * 100)}% over the window.")
+    if grad_small:
+        return done(
+            "critical_point",
+            f"the loss changed by {_fmt(-loss_drop * 100)}% while the gradient norm is small "
+            f"({_fmt(g_last)}, the largest seen was {_fmt(g_max)}).",
+        )
+    if cos_med is not None and cos_med < cos_tol:
+        return done(
+            "oscillating",
+            f"the loss changed by only {_fmt(-loss_drop * 100)}% while the gradient norm stayed "
+            f"at {_fmt(g_last)} ({_fmt(grad_growth)}x its value at the window's start) and "
+            f"consecutive gradients point against each other (median cosine {_fmt(cos_med)}).",
+        )
+    return done(
+        "progressing",
+        f"the loss changed by only {_fmt(-loss_drop * 100)}% but the gradient norm is "
+        f"{_fmt(g_last)} and consecutive gradients agree (median cosine "
+        f"{_fmt(cos_med) if cos_med is not None else 'n/a'}): progress is slow.",
+        "progressing_slow",
+    )

@@ -1,0 +1,682 @@
+"""`Monitor`: measures every k-th optimizer step through torch's step hooks.
+
+Usage, one added line per step::
+
+    monitor = Monitor(optimizer, every=1, log="run.jsonl")
+    for x, y in data:
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        monitor.record(loss)        # before or after step(); the first call decides which
+    print(monitor.diagnose())
+
+Cost model: a recorded step reads the gradients once (norms), copies them once when the next
+step's cosine needs them, and copies the parameters once to measure the update exactly. Steps
+that are not recorded cost two Python calls. All figures of a recorded step are brought to the
+host in one transfer (one device sync). ``sample=m`` measures on a fixed random subset of about
+`m` elements instead: estimates, at a cost independent of the model's size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .curvature import Curvature, hessian_extremes
+from .diagnosis import SUGGESTIONS, Diagnosis, diagnose_records
+from .log import JsonlLog
+
+PathLike = str | os.PathLike[str]
+
+
+def _loss_value(loss: Any) -> tuple[float | None, list[str]]:
+    """A float for the log plus flags; never raises (it runs inside the user's loop)."""
+    flags: list[str] = []
+    value: float | None
+    try:
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                flags.append("non_scalar")
+            value = float(loss.detach().float().mean()) if loss.numel() else None
+        elif isinstance(loss, bool):
+            flags.append("not_a_number")
+            value = None
+        elif isinstance(loss, (int, float)):
+            value = float(loss)
+        elif hasattr(loss, "__array__"):  # numpy scalars and arrays
+            import numpy as np
+
+            arr = np.asarray(loss, dtype=np.float64)
+            if arr.size != 1:
+                flags.append("non_scalar")
+            value = float(arr.mean()) if arr.size else None
+        else:
+            flags.append("not_a_number")
+            value = None
+    except Exception:  # noqa: BLE001 - a monitor must not crash the training loop
+        flags.append("unreadable")
+        value = None
+    if value is not None and not math.isfinite(value):
+        flags.append("non_finite")
+    if value is None and "not_a_number" not in flags and "unreadable" not in flags:
+        flags.append("empty")
+    return value, flags
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_path(name: str, value: Any) -> PathLike | None:
+    if value is None or isinstance(value, (str, os.PathLike)):
+        return value
+    raise TypeError(f"{name} must be None or a path, got {type(value).__name__}")
+
+
+class Monitor:
+    """Training diagnostics for any `torch.optim.Optimizer`, attached through its step hooks.
+
+    Args:
+        optimizer: adaptlr's or torch's optimizer.
+        every: record one step in `every` (steps 0, every, 2*every, ...).
+        log: path of an append-only JSON Lines log (one flushed line per record), or None.
+        tensorboard: a TensorBoard log directory, or None; ignored with a warning when the
+            ``tensorboard`` package is not installed.
+        window: how many recorded steps `diagnose` judges.
+        update: measure the update norm (costs one copy of the parameters per recorded step).
+        cosine: measure the cosine between consecutive gradients (costs one copy of the
+            gradients per recorded step).
+        sample: None for exact figures; an int `m` to estimate them on a fixed random subset of
+            about `m` parameter elements (norms rescaled), for very large models.
+        eff_lr: ask the optimizer's ``effective_lr()`` for eta_t/sigma_t percentiles. That
+            method builds a full-size tensor per parameter: on large models turn it off or
+            record rarely (see benchmarks/monitor_overhead.py).
+        percentiles: effective learning-rate percentiles to record, each in [0, 100].
+        keep: how many recorded steps to keep in memory (the log keeps them all).
+
+    Recorded figures (keys of each record): ``loss``, ``grad_norm``, ``group_grad_norm``,
+    ``update_norm``, ``group_update_norm``, ``param_norm``, ``update_ratio``, ``cos``,
+    ``nonfinite``, ``lr``, ``eff_lr`` (per group: percentiles of eta_t / sigma_t when the
+    optimizer has an ``effective_lr()`` method, else None).
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        every: int = 1,
+        log: PathLike | None = None,
+        tensorboard: PathLike | None = None,
+        window: int = 50,
+        *,
+        update: bool = True,
+        cosine: bool = True,
+        sample: int | None = None,
+        eff_lr: bool = True,
+        percentiles: Sequence[float] = (5, 25, 50, 75, 95),
+        keep: int = 10_000,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        self.every = _check_int("every", every, 1)
+        self.window = _check_int("window", window, 3)
+        self.keep = _check_int("keep", keep, 1)
+        if sample is not None:
+            sample = _check_int("sample", sample, 1)
+        self.sample = sample
+        for name, flag in (("update", update), ("cosine", cosine), ("eff_lr", eff_lr)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        self.update, self.cosine, self.eff_lr = update, cosine, eff_lr
+        try:
+            pct = [float(q) for q in percentiles]
+        except (TypeError, ValueError):
+            raise TypeError("percentiles must be a sequence of numbers") from None
+        if not pct or any(not 0 <= q <= 100 for q in pct):
+            raise ValueError(f"percentiles must be non-empty and within [0, 100], got {pct}")
+        self.percentiles = sorted(pct)
+        _check_path("log", log)
+        _check_path("tensorboard", tensorboard)
+
+        self.optimizer = optimizer
+        self.history: deque[dict[str, Any]] = deque(maxlen=self.keep)
+        self._t = 0  # optimizer steps completed since attaching
+        self._m: dict[str, Any] | None = None  # measurements of the step in flight
+        self._prev: list[torch.Tensor] | None = None  # gradient snapshot of step _prev_step
+        self._prev_sq: torch.Tensor | None = None
+        self._prev_step = -2
+        self._prev_keys: tuple[int, ...] = ()
+        self._param_bufs: list[torch.Tensor] = []
+        self._idx: dict[int, torch.Tensor] = {}  # sample mode: fixed element indices per param
+        self._gen = torch.Generator().manual_seed(0)
+        self._loss_mode: str | None = None  # "before" or "after" optimizer.step()
+        self._pending_loss: Any = None
+        self._awaiting: dict[str, Any] | None = None  # finished record still waiting for a loss
+        self._warned_loss = False
+        self._tb_extra: dict[int, dict[str, Any]] = {}  # histogram data until the record is out
+
+        self._log = JsonlLog(log) if log is not None else None
+        self._tb = None
+        if tensorboard is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=os.fspath(tensorboard))
+            except ImportError:
+                warnings.warn(
+                    "tensorboard is not installed; Monitor(tensorboard=...) writes no events "
+                    "(pip install tensorboard)",
+                    stacklevel=2,
+                )
+        if self._log is not None:
+            self._log.write(
+                {
+                    "type": "meta",
+                    "optimizer": type(optimizer).__name__,
+                    "every": self.every,
+                    "window": self.window,
+                    "sample": self.sample,
+                    "groups": len(optimizer.param_groups),
+                    "params": [sum(p.numel() for p in g["params"]) for g in optimizer.param_groups],
+                    "time": time.time(),
+                }
+            )
+        self._hooks = [
+            optimizer.register_step_pre_hook(self._pre_hook),
+            optimizer.register_step_post_hook(self._post_hook),
+        ]
+
+    # ------------------------------------------------------------------ measuring
+    def _items(self, with_grad: bool) -> list[tuple[int, torch.Tensor]]:
+        """(group index, param) for the dense params that take part in this step."""
+        out = []
+        for gi, group in enumerate(self.optimizer.param_groups):
+            for p in group["params"]:
+                g = p.grad
+                if with_grad:
+                    if g is not None and not g.is_sparse:
+                        out.append((gi, p))
+                elif p.requires_grad:
+                    out.append((gi, p))
+        return out
+
+    def _views(self, tensors: list[torch.Tensor], params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Exact mode: the tensors. Sample mode: the same fixed random elements of each."""
+        if self.sample is None:
+            return tensors
+        total = sum(p.numel() for p in params) or 1
+        out = []
+        for t, p in zip(tensors, params, strict=True):
+            idx = self._idx.get(id(p))
+            if idx is None or idx.device != t.device:
+                k = min(p.numel(), max(1, round(self.sample * p.numel() / total)))
+                idx = torch.randperm(p.numel(), generator=self._gen)[:k].to(t.device)
+                self._idx[id(p)] = idx
+            out.append(t.reshape(-1).index_select(0, idx))
+        return out
+
+    def _scales(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+        """Sample mode: numel / sampled elements, to turn sampled sums of squares into totals."""
+        if self.sample is None:
+            return None
+        return torch.tensor([p.numel() / max(1, self._idx[id(p)].numel()) for p in params])
+
+    def _sq_norms(self, tensors: list[torch.Tensor], scales: torch.Tensor | None) -> torch.Tensor:
+        """Per-tensor squared norms as one float32 vector (one fused pass per device)."""
+        if not tensors:
+            return torch.zeros(0)
+        dev = tensors[0].device
+        low = any(t.dtype in (torch.float16, torch.bfloat16) for t in tensors)
+        acc = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+        # float32 accumulation: an fp16 norm of a large tensor overflows at 65504.
+        norms = torch._foreach_norm(tensors, 2, dtype=torch.float32) if low else None
+        if norms is None:
+            norms = torch._foreach_norm(tensors, 2)
+        same = all(n.device == dev and n.dtype == acc for n in norms)
+        sq = torch.stack(norms if same else [n.to(dev, acc) for n in norms]) ** 2
+        return sq * scales.to(dev) if scales is not None else sq
+
+    @staticmethod
+    def _group_sum(values: torch.Tensor, gidx: list[int], groups: int) -> torch.Tensor:
+        index = torch.tensor(gidx, device=values.device, dtype=torch.long)
+        out = torch.zeros(groups, device=values.device, dtype=values.dtype)
+        return out.index_add_(0, index, values)
+
+    @staticmethod
+    def _copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+        # torch's CPU foreach kernels run one tensor at a time and slower than a plain loop
+        # (measured: foreach_copy_ 17 ms vs 12 ms on 48M floats); CUDA benefits from foreach.
+        if src and src[0].is_cuda:
+            torch._foreach_copy_(dst, src)
+        else:
+            for d, s in zip(dst, src, strict=True):
+                d.copy_(s)
+
+    @staticmethod
+    def _sub_(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+        """dst -= src, tensor by tensor (foreach on CUDA, a loop on CPU: see _copy_into)."""
+        if dst and dst[0].is_cuda:
+            torch._foreach_sub_(dst, src)
+        else:
+            for d, s in zip(dst, src, strict=True):
+                d.sub_(s)
+
+    def _measure_grads(self, record: bool, keep_for_next: bool) -> None:
+        items = self._items(with_grad=True)
+        params = [p for _, p in items]
+        grads = self._views([p.grad for p in params], params)
+        scales = self._scales(params)
+        keys = tuple(id(p) for p in params)
+        sq = self._sq_norms(grads, scales)
+        gsq = sq.sum()
+        if record and self._m is not None:
+            m = self._m
+            m["keys"] = keys
+            m["gsq_groups"] = self._group_sum(sq, [gi for gi, _ in items], self._groups())
+            m["grad_tensors"] = sq
+            prev_ok = (
+                self._prev is not None and self._prev_step == m["step"] - 1
+            ) and self._prev_keys == keys
+            if self.cosine and prev_ok and grads:
+                assert self._prev is not None and self._prev_sq is not None
+                # g.g' = (|g|^2 + |g'|^2 - |g - g'|^2) / 2: two fused passes over all tensors
+                # instead of one dot (and one launch) per tensor. The snapshot g' is overwritten
+                # with g - g', which is fine: it is replaced by g below or never used again.
+                self._sub_(self._prev, grads)
+                dsq = self._sq_norms(self._prev, scales).sum()
+                dot = (gsq + self._prev_sq - dsq) / 2
+                m["cos"] = dot / torch.sqrt(gsq * self._prev_sq).clamp_min(1e-30)
+        if keep_for_next and grads:
+            if self.sample is not None:
+                self._prev = grads  # already fresh gathered copies
+            else:
+                same = len(self._prev or []) == len(grads) and all(
+                    b.shape == g.shape and b.dtype == g.dtype and b.device == g.device
+                    for b, g in zip(self._prev or [], grads, strict=False)
+                )
+                if not same:
+                    self._prev = [torch.empty_like(g) for g in grads]
+                assert self._prev is not None
+                self._copy_into(self._prev, grads)
+            self._prev_sq = gsq
+            self._prev_step = self._t
+            self._prev_keys = keys
+
+    def _groups(self) -> int:
+        return len(self.optimizer.param_groups)
+
+    def _snapshot_params(self) -> None:
+        assert self._m is not None
+        items = self._items(with_grad=False)
+        params = [p for _, p in items]
+        views = self._views([p.detach() for p in params], params)
+        if self.sample is None:
+            bufs = self._param_bufs
+            if len(bufs) != len(views) or any(
+                b.shape != v.shape or b.dtype != v.dtype or b.device != v.device
+                for b, v in zip(bufs, views, strict=True)
+            ):
+                bufs = self._param_bufs = [torch.empty_like(v) for v in views]
+            with torch.no_grad():
+                self._copy_into(bufs, views)
+            views = bufs
+        self._m["before"] = (items, views)
+
+    def _wrap_closure(self, closure: Callable, record: bool, keep: bool) -> Callable:
+        """Measure the gradient after the closure's first call: the one step() uses."""
+        done = False
+
+        def wrapped(*a: Any, **k: Any) -> Any:
+            nonlocal done
+            loss = closure(*a, **k)
+            if not done:
+                done = True
+                with torch.no_grad():
+                    self._measure_grads(record, keep)
+                if record and self._m is not None:
+                    self._m["closure_loss"] = (
+                        loss.detach() if isinstance(loss, torch.Tensor) else loss
+                    )
+            return loss
+
+        return wrapped
+
+    def _pre_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> Any:
+        t = self._t
+        record = t % self.every == 0
+        keep = self.cosine and (t + 1) % self.every == 0
+        if not (record or keep):
+            return None
+        self._m = {"step": t} if record else None
+        # torch passes step()'s own arguments, the optimizer itself first.
+        at = 1 if args and args[0] is optimizer else 0
+        closure = kwargs.get("closure", args[at] if len(args) > at else None)
+        result = None
+        with torch.no_grad():
+            if callable(closure):
+                wrapped = self._wrap_closure(closure, record, keep)
+                if "closure" in kwargs:
+                    kwargs = {**kwargs, "closure": wrapped}
+                else:
+                    args = (*args[:at], wrapped, *args[at + 1 :])
+                result = (args, kwargs)
+            else:
+                self._measure_grads(record, keep)
+            if record and self.update:
+                self._snapshot_params()
+        return result
+
+    def _eff_lr(self) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+        """Per group: percentiles of eta_t/sigma_t (a tensor) and the sample, or None."""
+        fn = getattr(self.optimizer, "effective_lr", None)
+        groups = self._groups()
+        if not self.eff_lr or not callable(fn):
+            return [None] * groups, [None] * groups
+        try:
+            per_group = fn()
+        except Exception:  # noqa: BLE001 - an optimizer's helper must not break training
+            return [None] * groups, [None] * groups
+        q = torch.tensor(self.percentiles) / 100
+        out: list[torch.Tensor | None] = []
+        samples: list[torch.Tensor | None] = []
+        for tensors in per_group:
+            ts = [t for t in (tensors or []) if isinstance(t, torch.Tensor) and t.numel()]
+            if not ts:
+                out.append(None)
+                samples.append(None)
+                continue
+            total = sum(t.numel() for t in ts)
+            cap = 65_536  # percentiles of a 65k sample are within ~0.5% of rank of the exact ones
+            parts = []
+            for t in ts:
+                flat = t.detach().reshape(-1)
+                if total > cap:
+                    k = max(1, round(cap * flat.numel() / total))
+                    idx = torch.randint(flat.numel(), (k,), generator=self._gen)
+                    flat = flat.index_select(0, idx.to(flat.device))
+                parts.append(flat.to(ts[0].device, torch.float32))
+            values = torch.cat(parts)
+            samples.append(values)
+            out.append(torch.nanquantile(values, q.to(values.device)))
+        return out, samples
+
+    def _post_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        m, self._m = self._m, None
+        t = self._t
+        self._t += 1
+        if m is None:
+            return
+        try:
+            rec = self._finish(m)
+        except Exception as exc:  # noqa: BLE001 - never break the user's training step
+            warnings.warn(f"Monitor could not measure step {t}: {exc!r}", stacklevel=2)
+            return
+        if self._loss_mode == "before":
+            loss = self._pending_loss if self._pending_loss is not None else m.get("closure_loss")
+            self._pending_loss = None
+            self._attach_loss(rec, loss)
+            self._emit(rec)
+        else:
+            if self._awaiting is not None:
+                self._emit(self._awaiting)
+            if "closure_loss" in m:
+                self._attach_loss(rec, m["closure_loss"])
+            self._awaiting = rec
+
+    def _finish(self, m: dict[str, Any]) -> dict[str, Any]:
+        """Gather the step's figures, bring them to the host in one transfer, build the record."""
+        groups = self._groups()
+        dev = m["gsq_groups"].device if "gsq_groups" in m else torch.device("cpu")
+        parts: dict[str, torch.Tensor] = {}
+        if "gsq_groups" in m:
+            parts["gsq"] = m["gsq_groups"]
+        if "cos" in m:
+            parts["cos"] = m["cos"].reshape(1)
+        before = m.get("before")
+        if before is not None:
+            items, bufs = before
+            params = [p for _, p in items]  # the originals: sample indices are keyed by them
+            after = self._views([p.detach() for p in params], params)
+            with torch.no_grad():
+                if self.sample is None:
+                    self._sub_(bufs, after)  # bufs now hold -update; reused next time
+                    delta = bufs
+                else:
+                    delta = [b - a for b, a in zip(bufs, after, strict=True)]
+                scales = self._scales(params)
+                gidx = [gi for gi, _ in items]
+                if delta:
+                    parts["usq"] = self._group_sum(self._sq_norms(delta, scales), gidx, groups)
+                    parts["psq"] = self._group_sum(self._sq_norms(after, scales), gidx, groups)
+        eff, samples = self._eff_lr()
+        for gi, e in enumerate(eff):
+            if e is not None:
+                parts[f"eff{gi}"] = e
+        lrs = []
+        for group in self.optimizer.param_groups:
+            lr = group.get("lr")
+            if isinstance(lr, torch.Tensor) and lr.numel() == 1:
+                parts[f"lr{len(lrs)}"] = lr.detach().reshape(1).float()
+                lrs.append("tensor")
+            elif isinstance(lr, (int, float)) and not isinstance(lr, bool):
+                lrs.append(float(lr))
+            else:
+                lrs.append(None)  # e.g. a schedule passed as lr=: not a number
+        # One device-to-host transfer for all figures of the step.
+        names = list(parts)
+        sizes = [parts[k].numel() for k in names]
+        flat = (
+            torch.cat([parts[k].reshape(-1).to(dev, torch.float64) for k in names]).tolist()
+            if names
+            else []
+        )
+        vals: dict[str, list[float]] = {}
+        pos = 0
+        for k, s in zip(names, sizes, strict=True):
+            vals[k] = flat[pos : pos + s]
+            pos += s
+
+        rec: dict[str, Any] = {"type": "step", "step": m["step"], "time": time.time()}
+        rec["loss"] = None
+        gsq = vals.get("gsq")
+        if gsq is not None:
+            rec["grad_norm"] = math.sqrt(sum(gsq))
+            rec["group_grad_norm"] = [math.sqrt(x) for x in gsq]
+        else:
+            rec["grad_norm"] = None  # no parameter had a gradient
+            rec["group_grad_norm"] = [None] * groups
+        if "usq" in vals:
+            u, p = math.sqrt(sum(vals["usq"])), math.sqrt(sum(vals["psq"]))
+            rec["update_norm"] = u
+            rec["group_update_norm"] = [math.sqrt(x) for x in vals["usq"]]
+            rec["param_norm"] = p
+            rec["update_ratio"] = u / p if p > 0 else (0.0 if u == 0 else math.inf)
+        rec["cos"] = vals["cos"][0] if "cos" in vals else None
+        rec["lr"] = [vals[f"lr{i}"][0] if lr == "tensor" else lr for i, lr in enumerate(lrs)]
+        rec["eff_lr"] = [
+            None
+            if f"eff{gi}" not in vals
+            else {f"p{q:g}": v for q, v in zip(self.percentiles, vals[f"eff{gi}"], strict=True)}
+            for gi in range(groups)
+        ]
+        # Exact non-finite counts only when a norm says there are some (rare: no extra passes).
+        nonfinite = 0
+        if rec["grad_norm"] is not None and not math.isfinite(rec["grad_norm"]):
+            nonfinite += sum(
+                int((~torch.isfinite(p.grad)).sum()) for _, p in self._items(with_grad=True)
+            )
+        if "param_norm" in rec and not (
+            math.isfinite(rec["param_norm"]) and math.isfinite(rec["update_norm"])
+        ):
+            nonfinite += sum(
+                int((~torch.isfinite(p.detach())).sum()) for _, p in self._items(with_grad=False)
+            )
+        rec["nonfinite"] = nonfinite
+        if self.sample is not None:
+            rec["sampled"] = True
+        if self._tb is not None:
+            self._tb_extra[m["step"]] = {"grad_tensors": m.get("grad_tensors"), "eff": samples}
+        return rec
+
+    # ------------------------------------------------------------------ recording
+    def _attach_loss(self, rec: dict[str, Any], loss: Any) -> None:
+        if loss is None:
+            return
+        value, flags = _loss_value(loss)
+        rec["loss"] = value
+        if flags:
+            rec["loss_flags"] = flags
+            if not self._warned_loss:
+                self._warned_loss = True
+                warnings.warn(
+                    f"Monitor.record: loss at step {rec['step']} flagged {flags}; it is recorded "
+                    "and counted by diagnose()",
+                    stacklevel=3,
+                )
+
+    def record(self, loss: Any) -> None:
+        """Record the loss of the current step; call once per step, before or after step().
+
+        Never raises: a non-scalar loss is recorded as its mean with the flag ``"non_scalar"``,
+        a non-finite one with ``"non_finite"`` (and counted by `diagnose` as diverging),
+        anything else unreadable with ``"not_a_number"``.
+        """
+        try:
+            if self._loss_mode is None:
+                # The first call tells the loop's order: before any step means "before step()".
+                self._loss_mode = "before" if self._t == 0 and self._awaiting is None else "after"
+            if self._loss_mode == "before":
+                if self._t % self.every == 0:
+                    self._pending_loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+                return
+            rec = self._awaiting
+            if rec is None or rec["step"] != self._t - 1:
+                return  # the last step was not a recorded one
+            self._awaiting = None
+            self._attach_loss(rec, loss)
+            self._emit(rec)
+        except Exception as exc:  # noqa: BLE001 - never break the user's loop
+            warnings.warn(f"Monitor.record failed: {exc!r}", stacklevel=2)
+
+    def _emit(self, rec: dict[str, Any]) -> None:
+        tb = self._tb_extra.pop(rec["step"], None)
+        self.history.append(rec)
+        if self._log is not None:
+            self._log.write(rec)
+        if self._tb is not None:
+            self._write_tb(rec, tb or {})
+
+    def _write_tb(self, rec: dict[str, Any], extra: dict[str, Any]) -> None:
+        w, step = self._tb, rec["step"]
+        assert w is not None
+        for key in ("loss", "grad_norm", "update_norm", "update_ratio", "cos", "nonfinite"):
+            v = rec.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                w.add_scalar(f"monitor/{key}", v, step)
+        for gi, v in enumerate(rec.get("group_grad_norm") or []):
+            if v is not None and math.isfinite(v):
+                w.add_scalar(f"monitor/group{gi}/grad_norm", v, step)
+        for gi, e in enumerate(rec.get("eff_lr") or []):
+            for name, v in (e or {}).items():
+                if math.isfinite(v):
+                    w.add_scalar(f"monitor/group{gi}/eff_lr_{name}", v, step)
+        if extra.get("grad_tensors") is not None and extra["grad_tensors"].numel():
+            w.add_histogram("monitor/tensor_grad_norm", extra["grad_tensors"].sqrt().cpu(), step)
+        for gi, s in enumerate(extra.get("eff") or []):
+            if s is not None:
+                finite = s[torch.isfinite(s)].cpu()
+                if finite.numel():
+                    w.add_histogram(f"monitor/group{gi}/eff_lr", finite, step)
+        w.flush()
+
+    # ------------------------------------------------------------------ results
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The recorded steps still in memory (the last `keep`), oldest first."""
+        out = list(self.history)
+        if self._awaiting is not None:
+            out.append(self._awaiting)
+        return out
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps taken since the monitor was attached."""
+        return self._t
+
+    def curvature(
+        self,
+        loss_fn: Callable[[], torch.Tensor],
+        params: Iterable[torch.Tensor] | None = None,
+        iters: int = 20,
+    ) -> Curvature:
+        """Extreme Hessian eigenvalues of ``loss_fn()`` at the current parameters (Lanczos).
+
+        Args:
+            loss_fn: recomputes the loss on a batch you choose (e.g. ``lambda: crit(model(x),
+                y)``); it is differentiated twice.
+            params: defaults to the optimizer's parameters that require grad.
+            iters: Lanczos iterations.
+        """
+        if params is None:
+            params = [p for _, p in self._items(with_grad=False)]
+        return hessian_extremes(loss_fn, params, iters)
+
+    def diagnose(
+        self,
+        window: int | None = None,
+        curvature: Callable[[], torch.Tensor] | None = None,
+        **thresholds: float,
+    ) -> Diagnosis:
+        """Diagnose the last `window` recorded steps (default: the constructor's `window`).
+
+        Args:
+            window: recorded steps to judge.
+            curvature: a loss closure; when the diagnosis is ``"critical_point"`` the curvature
+                check runs on it and tells a saddle point from a minimum.
+            thresholds: overrides for `diagnose_records`' thresholds.
+        """
+        w = self.window if window is None else _check_int("window", window, 3)
+        recs = self.records
+        d = diagnose_records(recs, w, **thresholds)
+        if curvature is not None and d.kind == "critical_point":
+            c = self.curvature(curvature)
+            d.evidence["curvature"] = asdict(c)
+            d.suggestion = SUGGESTIONS["saddle" if c.kind == "saddle" else "minimum"]
+            d.reason += f" Curvature check: {c}."
+        if self._log is not None:
+            self._log.write({"type": "diagnosis", "step": self._t, **d.to_dict()})
+        return d
+
+    def close(self) -> None:
+        """Write any record still waiting for its loss, detach the hooks, close the outputs."""
+        if self._awaiting is not None:
+            self._emit(self._awaiting)
+            self._awaiting = None
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        if self._log is not None:
+            self._log.close()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,154 @@
+"""Each diagnosis built on purpose, on the lecture's surfaces and on the digits network."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import adaptlr
+from adaptlr.monitor import Monitor
+
+
+def quad_run(lr, start, steps, *, f, opt_cls=torch.optim.SGD, dtype=torch.float64, window=50):
+    """Gradient descent on a 2-d surface `f`, recorded every step with the loss after step()."""
+    p = torch.nn.Parameter(torch.tensor(start, dtype=dtype))
+    opt = opt_cls([p], lr=lr)
+    mon = Monitor(opt, window=window)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(steps):
+            loss = f(p)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.record(loss)
+    return mon, p
+
+
+def elongated(a: float, b: float):
+    return lambda p: 0.5 * (a * p[0] ** 2 + b * p[1] ** 2)
+
+
+def test_large_eta_on_elongated_surface_oscillates():
+    # Curvatures 1000 and 1: eta just below 2/1000, so the steep coordinate flips sign every step
+    # and shrinks by only 0.01% per step while the flat one crawls (0.2% per step).
+    mon, _ = quad_run(1.9999 / 1000, [1.0, 1.0], 300, f=elongated(1000.0, 1.0))
+    d = mon.diagnose()
+    assert d.kind == "oscillating", str(d)
+    assert d.evidence["cos_median"] < -0.99
+    assert d.evidence["grad_norm_last"] > 900  # the gradient is anything but small
+    assert abs(d.evidence["loss_rel_drop"]) < 0.01
+    assert "oscillating" in str(d) and "Suggestion" in str(d)
+
+
+def test_small_eta_on_well_conditioned_surface_progresses():
+    mon, _ = quad_run(0.01, [1.0, 1.0], 300, f=elongated(1.0, 1.0))
+    d = mon.diagnose()
+    assert d.kind == "progressing", str(d)
+    assert d.evidence["loss_rel_drop"] > 0.3
+
+
+def test_far_too_large_eta_diverges_before_any_overflow():
+    # |1 - eta * a| = 2: every step doubles the steep coordinate; 60 steps stay finite in float64.
+    mon, p = quad_run(3.0 / 1000, [1.0, 1.0], 60, f=elongated(1000.0, 1.0))
+    assert torch.isfinite(p).all()
+    d = mon.diagnose()
+    assert d.kind == "diverging", str(d)
+    assert d.evidence["grad_norm_growth"] > 1e3
+
+
+def test_non_finite_values_are_diverging():
+    mon, p = quad_run(3.0 / 1000, [1.0, 1.0], 1200, f=elongated(1000.0, 1.0))
+    d = mon.diagnose()
+    assert d.kind == "diverging"
+    assert d.evidence["nonfinite_values"] > 0 or d.evidence["nonfinite_loss_steps"]
+
+
+def saddle(p):
+    return p[0] ** 2 - p[1] ** 2
+
+
+def test_saddle_with_tiny_eta_is_critical_point_and_curvature_finds_negative_eigenvalue():
+    mon, p = quad_run(1e-3, [1e-5, 1e-5], 300, f=saddle)
+    d = mon.diagnose(curvature=lambda: saddle(p))
+    assert d.kind == "critical_point", str(d)
+    # The Hessian of x^2 - y^2 is diag(2, -2) everywhere: eigenvalues 2 and -2 by hand.
+    c = d.evidence["curvature"]
+    assert c["kind"] == "saddle"
+    assert c["min_eigenvalue"] == pytest.approx(-2.0, rel=1e-6)
+    assert c["max_eigenvalue"] == pytest.approx(2.0, rel=1e-6)
+    assert "saddle" in d.suggestion.lower()
+
+
+def test_curvature_at_a_minimum_and_on_a_larger_known_spectrum():
+    # 0.5 x^T A x with A = Q diag(lam) Q^T: Lanczos must find min and max of lam.
+    torch.manual_seed(0)
+    lam = torch.linspace(0.5, 7.0, 12, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, dtype=torch.float64))
+    a = q @ torch.diag(lam) @ q.T
+    x = torch.nn.Parameter(torch.randn(12, dtype=torch.float64))
+    mon = Monitor(torch.optim.SGD([x], lr=0.1))
+    c = mon.curvature(lambda: 0.5 * x @ a @ x, iters=12)
+    assert c.kind == "minimum"
+    assert c.min_eigenvalue == pytest.approx(0.5, rel=1e-8)
+    assert c.max_eigenvalue == pytest.approx(7.0, rel=1e-8)
+    lam2 = lam - 3.0  # shift: now indefinite
+    a2 = q @ torch.diag(lam2) @ q.T
+    c2 = mon.curvature(lambda: 0.5 * x @ a2 @ x, iters=12)
+    assert c2.kind == "saddle" and c2.min_eigenvalue == pytest.approx(-2.5, rel=1e-8)
+
+
+def test_root_mean_square_bursts_on_the_elongated_surface():
+    # The lecture's burst: the steep coordinate settles, its sigma (the root *mean* square of
+    # all its gradients) decays with the many tiny gradients, the step grows until it overshoots.
+    assert hasattr(adaptlr, "RootMeanSquare")
+    f = elongated(20.0, 0.2)
+    p = torch.nn.Parameter(torch.tensor([1.0, 30.0]))
+    opt = adaptlr.RootMeanSquare([p], lr=0.3)
+    mon = Monitor(opt, window=50)
+    updates, kinds = [], []
+    for _ in range(400):
+        before = p.detach().clone()
+        loss = f(p)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.record(loss)
+        updates.append(float((p.detach() - before).norm()))
+        kinds.append(mon.diagnose().kind)
+    # The burst, found by hand: the first update 10x larger than the median of the 50 before.
+    burst = next(
+        i for i in range(50, len(updates)) if updates[i] > 10 * sorted(updates[i - 49 : i + 1])[25]
+    )
+    assert kinds[burst] == "bursting"
+    assert "bursting" not in kinds[burst - 20 : burst]  # not before the burst
+    assert kinds[burst + 15] == "bursting"  # and still named once it calmed down
+
+
+@pytest.fixture(scope="module")
+def digits_runs():
+    from adaptlr.monitor.demo import train_digits
+
+    return {
+        "sgd_large": train_digits(lambda p: adaptlr.SGD(p, lr=2.0, fused=False)),
+        "adam": train_digits(lambda p: adaptlr.Adam(p, lr=1e-2, fused=False)),
+    }
+
+
+def test_digits_large_sgd_oscillates(digits_runs):
+    mon, d = digits_runs["sgd_large"]
+    assert d.kind == "oscillating", str(d)
+    recs = mon.records
+    # The lecture's picture: the loss is stuck while the gradient norm did not shrink.
+    assert recs[-1]["loss"] > 0.5 * recs[0]["loss"]
+    assert d.evidence["grad_norm_last"] > recs[0]["grad_norm"]
+
+
+def test_digits_adam_progresses(digits_runs):
+    mon, d = digits_runs["adam"]
+    assert d.kind == "progressing", str(d)
+    assert mon.records[-1]["loss"] < 0.05
+    eff = mon.records[-1]["eff_lr"][0]
+    assert eff is not None and eff["p5"] <= eff["p50"] <= eff["p95"]
