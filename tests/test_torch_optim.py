@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -215,7 +216,8 @@ def test_load_state_dict_then_torch_optim_loads_ours():
         ours.step()
     wb.data.copy_(wa.detach())
     theirs = torch.optim.Adam([wb], lr=0.1, amsgrad=True, foreach=False)
-    theirs.load_state_dict(ours.state_dict())
+    # as through torch.save/torch.load: torch's load keeps the tensors it is given
+    theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
     for w, o in [(wa, ours), (wb, theirs)]:
         for _ in range(3):
             o.zero_grad()

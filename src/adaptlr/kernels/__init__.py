@@ -1,14 +1,148 @@
 """Fast paths: one fused pass over flat buffers per (device, dtype) group.
 
-Work in progress (issue 4): until the fused kernels land, every step takes the reference
-path in :mod:`adaptlr.core`.
+The kernels are *generated* from the chain: :mod:`.trace` runs every part's ``apply`` on
+symbols, :mod:`.codegen` writes a numba kernel (CPU, ``prange`` over chunks) and a Triton
+kernel (CUDA; on the CPU under ``TRITON_INTERPRET=1`` for tests) from the traced graph, and
+:mod:`.flat` keeps each group's state in flat buffers whose views are the usual
+``optimizer.state[p][key]`` entries. No optimizer's formula is written here.
+
+:func:`fused_step` is what :meth:`adaptlr.Optimizer.step` calls for each group unless the group
+has ``fused=False``. It returns ``False`` (the reference path then runs) where the fast path
+cannot hold, with one warning per optimizer and reason: numba/Triton missing, low-precision
+or non-contiguous parameters, a part whose ``apply`` cannot be traced.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
+from torch import Tensor
 
-def fused_step(optimizer: Any, group: dict, params: list, transform: Any) -> bool:
-    """Apply one step of ``group`` on the fast path; ``False`` means "take the reference path"."""
-    return False
+from ..core.base import Transform
+from . import backends, flat
+from .trace import Program, TraceError, trace
+
+__all__ = ["fused_step", "program_for", "use_triton_on_cpu", "FusedFallbackWarning"]
+
+
+class FusedFallbackWarning(UserWarning):
+    """The fused fast path was not taken for a group; the reference path ran instead."""
+
+
+_programs: dict[str, Program | str] = {}
+
+
+def program_for(transform: Transform) -> Program:
+    """The traced program of ``transform`` (cached on its text; raises :class:`TraceError`)."""
+    key = repr(transform)
+    prog = _programs.get(key)
+    if prog is None:
+        try:
+            prog = trace(transform)
+        except TraceError as exc:
+            _programs[key] = str(exc)
+            raise
+        _programs[key] = prog
+    if isinstance(prog, str):
+        raise TraceError(prog)
+    return prog
+
+
+@contextlib.contextmanager
+def use_triton_on_cpu() -> Iterator[None]:
+    """Run the Triton kernels on CPU tensors (needs ``TRITON_INTERPRET=1``; for tests)."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("use_triton_on_cpu: set TRITON_INTERPRET=1 before importing triton")
+    old = flat._FORCE_TRITON[0]
+    flat._FORCE_TRITON[0] = True
+    try:
+        yield
+    finally:
+        flat._FORCE_TRITON[0] = old
+
+
+def _warn(optimizer: Any, reason: str) -> None:
+    seen = optimizer.__dict__.setdefault("_adaptlr_warned", set())
+    if reason in seen:
+        return
+    seen.add(reason)
+    warnings.warn(
+        f"{type(optimizer).__name__}: fused step not available ({reason}); "
+        f"using the reference path (pass fused=False to silence this)",
+        FusedFallbackWarning,
+        stacklevel=4,
+    )
+
+
+def _backend_ok(device_types: set[str]) -> str | None:
+    if flat._force_triton() or "cuda" in device_types:
+        if not backends.triton_available():
+            return "triton is not installed"
+    if "cpu" in device_types and not flat._force_triton() and not backends.numba_available():
+        return "numba is not installed (pip install adaptlr[fast])"
+    return None
+
+
+def fused_step(optimizer: Any, group: dict, params: list[Tensor], transform: Transform) -> bool:
+    """Apply one step of ``group`` on the fast path; ``False`` means "take the reference path".
+
+    ``params`` are the group's parameters that have a gradient this step, in group order.
+    Nothing is changed when ``False`` is returned.
+    """
+    try:
+        prog = program_for(transform)
+    except TraceError as exc:
+        _warn(optimizer, str(exc))
+        return False
+    plans = optimizer.__dict__.setdefault("_adaptlr_plans", {})
+    plan = plans.get(id(group))
+    ids = tuple(map(id, params))
+    act = None
+    if (
+        plan is not None
+        and plan.group is group
+        and plan.state is optimizer.state
+        and plan.keys == transform.state_keys
+    ):
+        act = plan.active.get(ids)
+        if act is not None and not flat.still_valid(plan, act, params):
+            act = None  # e.g. another group added state, or a parameter's data moved
+        if act is None and all(i in plan.where for i in ids):
+            if len(plan.active) > 8:  # a few alternating sets (e.g. a None gradient) stay
+                plan.active.clear()
+            act = flat.make_active(plan, params, prog)
+            if act is not None and flat.still_valid(plan, act, params):
+                plan.active[ids] = act
+            else:
+                act = None
+    if act is None:
+        reason = _backend_ok({p.device.type for p in params})
+        if reason:
+            _warn(optimizer, reason)
+            return False
+        try:
+            plan = flat.build_plan(optimizer, group, transform, prog, params)
+        except flat.Unsupported as exc:
+            plans.pop(id(group), None)
+            _warn(optimizer, str(exc))
+            return False
+        plans[id(group)] = plan
+        # groups replaced (e.g. by load_state_dict) must not keep their flat buffers alive
+        live = {id(g): g for g in optimizer.param_groups}
+        for gid in [gid for gid, pl in plans.items() if live.get(gid) is not pl.group]:
+            del plans[gid]
+        act = flat.make_active(plan, params, prog)
+        if act is None:  # cannot happen right after a build; never step on a bad table
+            _warn(optimizer, "internal: a fresh plan does not fit its parameters")
+            return False
+        plan.active[ids] = act
+    try:
+        flat.run_step(optimizer, plan, act, params, transform, prog, group["applied_steps"])
+    except flat.Unsupported as exc:
+        _warn(optimizer, str(exc))
+        return False
+    return True

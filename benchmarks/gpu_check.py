@@ -1,0 +1,175 @@
+"""One prepared check for a lent GPU (run once; about 8 minutes at most).
+
+1. Triton parity, natively on CUDA: every registered optimizer and hyperparameter set, and two
+   user chains, fused (generated Triton kernels) against the reference path, fp32, 100 steps,
+   with a zero-size parameter, None gradients and two groups (``tests/kernels/_parity.py``).
+2. First-step compile time, fresh caches, then in a second process.
+3. ``benchmarks/step_speed.py --device cuda``: bandwidth, adaptlr against torch for-loop /
+   foreach / fused, 1B fp32 parameters in 96 tensors if memory allows (else 256M) and
+   10,000 x 1,000; peak extra memory.
+
+Every section catches and prints its own errors and respects a global deadline, so the run
+always ends with a table. The report is printed and written to ``$OUT/gpu_check.md`` (and
+``docs/benchmarks-cuda.md`` when ``$OUT`` is not set).
+
+Usage: ``python benchmarks/gpu_check.py [--minutes 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+
+REPORT: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    REPORT.append(line)
+
+
+def section(name: str, deadline: float, fn) -> None:  # type: ignore[no-untyped-def]
+    left = deadline - time.time()
+    say(f"\n## {name}\n")
+    if left < 20:
+        say(f"skipped: {left:.0f} s left before the deadline")
+        return
+    t0 = time.time()
+    try:
+        fn(deadline)
+    except Exception:
+        say("```\n" + traceback.format_exc() + "```")
+    say(f"\n({time.time() - t0:.1f} s)")
+
+
+def parity(deadline: float) -> None:
+    import warnings
+
+    from kernels import _parity as P
+
+    import adaptlr  # noqa: F401
+    from adaptlr.kernels import FusedFallbackWarning
+    from adaptlr.optimizers.registry import REGISTRY
+
+    dev = "cuda"
+
+    def make_params():
+        return [p.detach().to(dev).requires_grad_() for p in P.make_params()]
+
+    def set_grads(params, step):
+        """_parity's gradients (None at the same steps), made on the GPU."""
+        gen = torch.Generator().manual_seed(1 + step)
+        for i, p in enumerate(params):
+            noise = torch.randn(p.shape, generator=gen).to(dev)
+            skip = P.NONE_AT.get(step) == i or (i == P.LATE and step < 10)
+            p.grad = None if skip else 0.5 * p.detach() + noise
+
+    cases = [
+        (f"{name}-{i}", info.cls, cfg)
+        for name, info in REGISTRY.items()
+        for i, cfg in enumerate(info.all_configs)
+    ]
+    cases += [("chain-three-parts", P.user_chain(), {}), ("chain-global-norm", P.norm_chain(), {})]
+    say("| case | max relative difference (params and state) | result |")
+    say("|---|---|---|")
+    failures = 0
+    for name, kind, cfg in cases:
+        if time.time() > deadline - 60:
+            say(f"| {name} | — | not run (deadline) |")
+            continue
+        try:
+            pa, pb = make_params(), make_params()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", FusedFallbackWarning)
+                fused = P.make(kind, pa, cfg, None)
+                ref = P.make(kind, pb, cfg, False)
+                for step in range(100):
+                    set_grads(pa, step)
+                    set_grads(pb, step)
+                    fused.step()
+                    ref.step()
+            starts = [p.to(dev) for p in P.make_params()]
+            worst = 0.0
+            for a, b, s in zip(pa, pb, starts):
+                worst = max(worst, P.rel_err(a.detach(), b.detach(), s))
+                for key, vb in ref.state[b].items():
+                    worst = max(worst, P.rel_err(fused.state[a][key].cpu(), vb.cpu()))
+            ok = worst <= 1e-6
+            failures += not ok
+            say(f"| {name} | {worst:.2e} | {'ok' if ok else 'FAIL'} |")
+        except Exception as exc:
+            failures += 1
+            say(f"| {name} | — | ERROR {type(exc).__name__}: {str(exc)[:200]} |")
+    say(f"\n{len(cases) - failures} of {len(cases)} cases within 1e-6.")
+
+
+def compile_time(deadline: float) -> None:
+    import step_speed
+
+    res = step_speed.compile_times("cuda")
+    if res is None:
+        say("compile-time measurement failed")
+    else:
+        say(f"first Adam step, fresh caches: {res[0]:.2f} s; in a second process: {res[1]:.2f} s")
+
+
+def bench(deadline: float) -> None:
+    import step_speed
+
+    free, _ = torch.cuda.mem_get_info()
+    # Adam with torch's foreach needs ~6 copies of the parameters at peak: size to fit
+    big = 1e9 if free > 6 * 4 * 1e9 * 1.1 else 256e6
+    say(f"free GPU memory {free / 2**30:.1f} GiB -> {big / 1e6:g}M parameters in 96 tensors")
+    args = argparse.Namespace(
+        device="cuda", big=str(big), quick=False, only="", no_memory=False, out=None
+    )
+    step_speed.DEADLINE = deadline - 30
+    say(step_speed.run(args))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--skip-parity", action="store_true")
+    args = ap.parse_args()
+    deadline = time.time() + 60 * args.minutes
+    say("# adaptlr GPU check")
+    say("")
+    if not torch.cuda.is_available():
+        say("no CUDA device: nothing to check")
+        return
+    try:
+        import triton
+
+        tv = triton.__version__
+    except Exception as exc:
+        tv = f"not importable ({exc})"
+    say(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {tv}")
+    if not args.skip_parity:
+        section("1. Triton parity on CUDA (fp32, 100 steps)", deadline - 240, parity)
+    section("2. First-step compile time", deadline - 200, compile_time)
+    section("3. Benchmark (benchmarks/step_speed.py --device cuda)", deadline, bench)
+    text = "\n".join(REPORT) + "\n"
+    out = os.environ.get("OUT")
+    path = Path(out) / "gpu_check.md" if out else ROOT / "docs" / "benchmarks-cuda.md"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    except OSError as exc:
+        print(f"could not write {path}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

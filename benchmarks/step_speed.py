@@ -1,0 +1,410 @@
+"""One optimizer step, side by side: adaptlr's fused step against torch.optim's implementations.
+
+Measures in one run, on one machine:
+
+- the streaming bandwidth (a large in-place copy: bytes read + written per second);
+- for each algorithm: adaptlr's step (fused, the default) and torch.optim's for-loop,
+  foreach and fused steps where torch has them, in milliseconds, as a ratio to the algorithm's
+  own bandwidth floor (bytes it must move / bandwidth) and to torch's fastest;
+- for three shapes: 48M parameters in 96 tensors, 10,000 tensors x 1,000, 200 tensors x 10;
+- the peak extra memory of one step (48M parameters; CPU: a child process per implementation,
+  peak RSS with glibc's mmap threshold fixed so that freed blocks are returned; CUDA:
+  ``max_memory_allocated``);
+- the first step's compile time in a fresh kernel cache and in a second process.
+
+Usage::
+
+    python benchmarks/step_speed.py                 # CPU, writes docs/benchmarks.md
+    python benchmarks/step_speed.py --device cuda --big 1e9 --out docs/benchmarks-cuda.md
+    python benchmarks/step_speed.py --quick         # small sizes, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import adaptlr
+from adaptlr import core
+from adaptlr.kernels import program_for
+
+ROOT = Path(__file__).resolve().parents[1]
+#: wall-clock time (time.time()) after which no further rows are measured (gpu_check sets it)
+DEADLINE: float | None = None
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process: this checkout's ``src`` importable (adaptlr need
+    not be installed, e.g. on a lent GPU machine)."""
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def past_deadline() -> bool:
+    return DEADLINE is not None and time.time() > DEADLINE
+
+
+@dataclass
+class Algo:
+    name: str
+    ours: Callable[..., torch.optim.Optimizer]
+    torch_cls: type | None
+    cfg: dict[str, Any]
+    torch_fused: bool = False  # torch has fused=True for it on this device
+
+
+def user_chain() -> core.Transform:
+    return core.chain(
+        core.clip_by_value(1.0),
+        core.rule(core.momentum(0.9), core.rms()),
+        core.scale_by_learning_rate(0.01),
+    )
+
+
+def algorithms(device: str) -> list[Algo]:
+    cuda = device == "cuda"
+    return [
+        Algo("Adam", adaptlr.Adam, torch.optim.Adam, {"lr": 1e-3}, True),
+        Algo("AdamW", adaptlr.AdamW, torch.optim.AdamW, {"lr": 1e-3}, True),
+        Algo("SGD momentum", adaptlr.SGD, torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}, True),
+        Algo("Adagrad", adaptlr.Adagrad, torch.optim.Adagrad, {"lr": 0.01}, not cuda),
+        Algo("RMSprop", adaptlr.RMSprop, torch.optim.RMSprop, {"lr": 0.01}),
+        Algo("NAdam", adaptlr.NAdam, torch.optim.NAdam, {"lr": 1e-3}),
+        Algo("RAdam", adaptlr.RAdam, torch.optim.RAdam, {"lr": 1e-3}),
+        Algo("RootMeanSquare", adaptlr.RootMeanSquare, None, {"lr": 0.01}),
+        Algo("chain of three parts", _user, None, {}),
+    ]
+
+
+def _user(params: Any, **kw: Any) -> torch.optim.Optimizer:
+    return adaptlr.Optimizer(params, user_chain(), **kw)
+
+
+def floor_bytes(algo: Algo, itemsize: int) -> int:
+    """Bytes per parameter the algorithm must move: what the traced program loads and stores."""
+    opt = algo.ours([torch.zeros(1, requires_grad=True)], **algo.cfg)
+    t = opt.transform_for(opt.param_groups[0])
+    prog = program_for(t)
+    roots = [prog.new_param, *prog.stores.values()]
+    loads = prog.loads(*roots)
+    return (len(loads) + 1 + len(prog.stores)) * itemsize
+
+
+# -- measurement ---------------------------------------------------------------------------
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], Any], device: str, reps: int, warmup: int = 2) -> float:
+    """Median milliseconds of ``fn`` (CUDA events on a GPU); fewer repetitions when slow."""
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    if (time.perf_counter() - t0) / warmup > 0.5:
+        reps = 2
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            times.append(a.elapsed_time(b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def bandwidth(device: str, n: int) -> float:
+    """Streaming bandwidth: bytes read + written per second, the best of an out-of-place copy
+    and an in-place scaling of ``n`` float32 (each the median of 10)."""
+    a = torch.randn(n, device=device)
+    b = torch.zeros_like(a)
+    copy_ms = timeit(lambda: b.copy_(a), device, reps=10)
+    scale_ms = timeit(lambda: a.mul_(1.0000001), device, reps=10)
+    return 2 * a.numel() * a.element_size() / (min(copy_ms, scale_ms) * 1e-3)
+
+
+def make_params(total: int, count: int, device: str) -> list[torch.Tensor]:
+    size = total // count
+    ps = [torch.randn(size, device=device).requires_grad_() for _ in range(count)]
+    for p in ps:
+        p.grad = torch.randn_like(p) * 1e-2
+    return ps
+
+
+def implementations(algo: Algo) -> list[tuple[str, Callable[[list], Any]]]:
+    impls: list[tuple[str, Callable[[list], Any]]] = [
+        ("adaptlr", lambda ps: algo.ours(ps, **algo.cfg))
+    ]
+    if algo.torch_cls is not None:
+        cls = algo.torch_cls
+        impls.append(("torch for-loop", lambda ps: cls(ps, **algo.cfg, foreach=False)))
+        impls.append(("torch foreach", lambda ps: cls(ps, **algo.cfg, foreach=True)))
+        if algo.torch_fused:
+            impls.append(("torch fused", lambda ps: cls(ps, **algo.cfg, fused=True)))
+    return impls
+
+
+def time_step(make: Callable[[list], Any], ps: list, device: str, reps: int) -> float:
+    opt = make(ps)
+    try:
+        return timeit(opt.step, device, reps=reps)
+    finally:
+        del opt
+
+
+# -- peak memory (CPU: a child process per implementation) --------------------------------
+CHILD = r"""
+import os, sys, json, torch
+sys.path.insert(0, {bench!r})
+import step_speed as s
+algo = [a for a in s.algorithms("cpu") if a.name == {algo!r}][0]
+make = dict(s.implementations(algo))[{impl!r}]
+ps = s.make_params({total}, {count}, "cpu")
+opt = make(ps)
+opt.step(); opt.step()
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+before = rss("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM)
+opt.step()
+print(json.dumps(max(0, rss("VmHWM:") - before)))
+"""
+
+
+def peak_extra_cpu(algo: Algo, impl: str, total: int, count: int) -> int | None:
+    env = child_env(MALLOC_MMAP_THRESHOLD_="65536")
+    code = CHILD.format(
+        bench=str(Path(__file__).parent), algo=algo.name, impl=impl, total=total, count=count
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+        )
+        return int(json.loads(out.stdout.strip().splitlines()[-1]))
+    except Exception:
+        return None
+
+
+def peak_extra_cuda(make: Callable[[list], Any], ps: list) -> int:
+    opt = make(ps)
+    opt.step()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    opt.step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+# -- compile time --------------------------------------------------------------------------
+COMPILE = r"""
+import time, torch, adaptlr
+ps = [torch.randn(1000, device={device!r}).requires_grad_() for _ in range(4)]
+for p in ps:
+    p.grad = torch.randn_like(p)
+opt = adaptlr.Adam(ps, lr=1e-3)
+t0 = time.perf_counter()
+opt.step()
+if {device!r} == "cuda":
+    torch.cuda.synchronize()
+print(time.perf_counter() - t0)
+"""
+
+
+def compile_times(device: str) -> tuple[float, float] | None:
+    with tempfile.TemporaryDirectory() as d:
+        env = child_env(ADAPTLR_CACHE_DIR=d)
+        if device == "cuda":
+            env["TRITON_CACHE_DIR"] = os.path.join(d, "triton")
+        try:
+            first, second = (
+                float(
+                    subprocess.run(
+                        [sys.executable, "-c", COMPILE.format(device=device)],
+                        env=env, capture_output=True, text=True, timeout=600, check=True,
+                    ).stdout.strip().splitlines()[-1]
+                )
+                for _ in range(2)
+            )  # fmt: skip
+            return first, second
+        except Exception:
+            return None
+
+
+# -- the report ----------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> str:
+    device = args.device
+    big = int(float(args.big))
+    shapes = [(big, 96), (10_000_000, 10_000), (2_000, 200)]
+    if args.quick:
+        shapes = [(960_000, 96), (100_000, 1_000), (2_000, 200)]
+    bw = bandwidth(device, min(big, 1 << 27) if device == "cuda" else 1 << 26)
+    algos = algorithms(device)
+    if args.only:
+        algos = [a for a in algos if a.name in args.only.split(",")]
+    lines = [
+        f"Device: {describe(device)}; torch {torch.__version__}; "
+        f"streaming bandwidth {bw / 1e9:.1f} GB/s (bytes read + written); "
+        f"load average at the start {load()}.",
+        "",
+    ]
+    comp = compile_times(device) if not args.quick else None
+    if comp:
+        lines.append(
+            f"First Adam step, fresh kernel cache: {comp[0]:.2f} s; the same step in a second "
+            f"process (kernels loaded from the on-disk cache): {comp[1]:.2f} s (process "
+            "start and `import torch` not included; importing numba is)."
+        )
+        lines.append("")
+    for total, count in shapes:
+        per = total // count
+        reps = 5 if total * 4 >= 1e8 else 20
+        lines += [
+            f"### {count:,} tensors x {per:,} = {count * per / 1e6:g}M fp32 parameters",
+            "",
+            "| algorithm | floor ms | adaptlr ms | torch for-loop | torch foreach | torch fused "
+            "| adaptlr / floor | adaptlr / torch's fastest |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for algo in algos:
+            if past_deadline():
+                lines.append("| (deadline reached: remaining rows not measured) |")
+                break
+            floor_ms = floor_bytes(algo, 4) * count * per / bw * 1e3
+            res: dict[str, float | None] = {}
+            for impl, make in implementations(algo):
+                ps = make_params(count * per, count, device)
+                try:
+                    res[impl] = time_step(make, ps, device, reps)
+                except Exception as exc:  # e.g. a torch implementation refused on a device
+                    print(f"  {algo.name} {impl}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    res[impl] = None
+                del ps
+            ours = res.get("adaptlr")
+            theirs = [v for k, v in res.items() if k != "adaptlr" and v is not None]
+            fastest = min(theirs) if theirs else None
+
+            def fmt(v: float | None) -> str:
+                return "—" if v is None else f"{v:.2f}"
+
+            row = [
+                algo.name,
+                f"{floor_ms:.3g}",
+                fmt(ours),
+                fmt(res.get("torch for-loop")),
+                fmt(res.get("torch foreach")),
+                fmt(res.get("torch fused")),
+                "—" if ours is None else f"{ours / floor_ms:.2f}",
+                "—" if (ours is None or fastest is None) else f"{ours / fastest:.2f}",
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+            print(lines[-1], flush=True)
+        lines.append("")
+    if not args.quick and not args.no_memory:
+        lines += mem_table(algos, big, device)
+    lines.append(f"Load average at the end: {load()}.")
+    return "\n".join(lines) + "\n"
+
+
+def mem_table(algos: list[Algo], big: int, device: str) -> list[str]:
+    lines = [
+        f"### Peak extra memory during one step ({big / 1e6:g}M fp32 parameters in 96 tensors)",
+        "",
+        "| algorithm | implementation | peak extra MB | % of parameters |",
+        "|---|---|---|---|",
+    ]
+    pbytes = big * 4
+    for algo in algos:
+        if past_deadline():
+            break
+        if algo.name not in ("Adam", "RAdam", "chain of three parts"):
+            continue
+        for impl, make in implementations(algo):
+            if device == "cuda":
+                ps = make_params(big, 96, device)
+                try:
+                    extra: int | None = peak_extra_cuda(make, ps)
+                except Exception:
+                    extra = None
+                del ps
+            else:
+                extra = peak_extra_cpu(algo, impl, big, 96)
+            cell = "—" if extra is None else f"{extra / 1e6:.1f}"
+            pct = "—" if extra is None else f"{100 * extra / pbytes:.2f}"
+            lines.append(f"| {algo.name} | {impl} | {cell} | {pct} |")
+            print(lines[-1], flush=True)
+    lines.append("")
+    return lines
+
+
+def load() -> str:
+    """The 1-minute load average (other processes competing for the cores skew CPU times)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        return "unknown"
+
+
+def describe(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+NOTES = """\
+*adaptlr* is the default step of each optimizer: the kernel generated from the chain's parts
+(numba on CPU, Triton on CUDA) over flat state buffers, parameters and gradients read in place.
+The *floor* is the bytes the algorithm must move (parameters, gradients and state read, new
+parameters and state written: counted from the traced kernel) divided by the measured
+bandwidth. *adaptlr / torch's fastest* below 1 means adaptlr is faster. *Peak extra memory* is
+what one step allocates on top of parameters, gradients and state.
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--big", default="48e6", help="parameters of the 96-tensor case")
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--only", default="", help="comma-separated algorithm names")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--out", default=None, help="markdown file (default docs/benchmarks.md)")
+    args = ap.parse_args()
+    table = run(args)
+    cmd = "python benchmarks/step_speed.py " + " ".join(sys.argv[1:])
+    out = Path(args.out) if args.out else (None if args.quick else ROOT / "docs/benchmarks.md")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            "# Step speed\n\nMeasured with `" + cmd.strip() + "` (one run, side by side; "
+            "times are medians).\n\n" + NOTES + "\n" + table
+        )
+        print(f"wrote {out}")
+    else:
+        print(table)
+
+
+if __name__ == "__main__":
+    main()

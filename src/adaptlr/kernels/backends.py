@@ -1,0 +1,108 @@
+"""Compiling generated kernels: written to a cache directory, imported, cached on disk.
+
+The source of each kernel is a file named after the hash of its text, so that numba's
+``cache=True`` (keyed on the file) and Triton's own cache make a second process fast. A file
+is never rewritten once it exists: numba invalidates its cache when the file's time stamp
+changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import codegen
+from .trace import Program
+
+_modules: dict[str, ModuleType] = {}
+
+
+def cache_dir() -> Path:
+    """Where generated kernels live: ``$ADAPTLR_CACHE_DIR``, else ``~/.cache/adaptlr/kernels``."""
+    env = os.environ.get("ADAPTLR_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "adaptlr" / "kernels"
+
+
+def _load(source: str, tag: str) -> ModuleType:
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    name = f"adaptlr_{tag}_{digest}"
+    mod = _modules.get(name)
+    if mod is not None:
+        return mod
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.py"
+        if not path.exists() or path.read_text() != source:
+            # write then rename, so a concurrent process never imports half a file
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(source)
+            os.replace(tmp, path)
+    except OSError:  # read-only home: a private temporary directory (no cache across runs)
+        folder = Path(tempfile.mkdtemp(prefix="adaptlr-kernels-"))
+        path = folder / f"{name}.py"
+        path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # Triton and numba look functions up by module
+    spec.loader.exec_module(mod)
+    _modules[name] = mod
+    return mod
+
+
+_by_program: dict[tuple[int, str, str], tuple[Program, ModuleType]] = {}
+
+
+def _cached(prog: Program, dtype: str, backend: str, make: Any) -> ModuleType:
+    key = (id(prog), dtype, backend)
+    hit = _by_program.get(key)
+    if hit is not None and hit[0] is prog:
+        return hit[1]
+    mod = make()
+    _by_program[key] = (prog, mod)  # holding prog keeps its id from being reused
+    return mod
+
+
+def numba_module(prog: Program, dtype: str) -> ModuleType:
+    """The compiled-on-first-call numba kernels of ``prog`` for ``dtype`` (float32/float64)."""
+    return _cached(
+        prog, dtype, "numba", lambda: _load(codegen.numba_source(prog, dtype), f"nb_{dtype}")
+    )
+
+
+def triton_module(prog: Program, dtype: str) -> ModuleType:
+    """The Triton kernels of ``prog`` for ``dtype``; interpreted under ``TRITON_INTERPRET=1``."""
+    interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    tag = f"tr{'i' if interp else ''}_{dtype}"
+    return _cached(prog, dtype, tag, lambda: _load(codegen.triton_source(prog, dtype), tag))
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def describe(mod: Any) -> str:
+    return getattr(mod, "__file__", "?")

@@ -1,0 +1,439 @@
+"""Flat state and the fused step of one parameter group.
+
+A group's parameters are split into *buckets* by (device, real dtype). Each buffer of the
+chain (``exp_avg``, …) of a bucket is one flat tensor; ``optimizer.state[p][key]`` is a view
+into it, so ``state_dict``, ``load_state_dict``, the monitor and torch's machinery see the
+usual keys and shapes. ``step`` and scalar state (NAdam's ``mu_product``) are 0-d views of
+flat CPU tensors, so that counting steps is one vectorised operation.
+
+Parameters and gradients are *not* copied: kernels reach them through their addresses, so a
+gradient set to ``None`` by ``zero_grad()`` and recreated by autograd costs nothing extra.
+
+A plan stays valid while nothing moved under it; every step checks, cheaply and completely:
+the state dict is the same object, every state entry of a stepped parameter is still our
+view (identity), every parameter still lives where it did and is contiguous. Otherwise the
+plan is rebuilt, copying the current state values into new flat buffers.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..core.base import Context, Transform
+from . import backends
+from .trace import Program
+
+REAL = {
+    torch.float32: torch.float32,
+    torch.float64: torch.float64,
+    torch.complex64: torch.float32,
+    torch.complex128: torch.float64,
+}
+DTYPE_NAME = {torch.float32: "float32", torch.float64: "float64"}
+#: elements per chunk: numba's prange unit on CPU, one Triton program on a GPU
+CPU_CHUNK = 1 << 15
+TRITON_BLOCK = int(os.environ.get("ADAPTLR_TRITON_BLOCK", "1024"))
+#: flat offsets are multiples of this many elements
+ALIGN = 16
+#: elements per thread below which fewer CPU threads are woken
+PARALLEL_GRAIN = 1 << 17
+
+
+class Unsupported(Exception):
+    """The fast path cannot take this group (the message says why); the reference path runs."""
+
+
+@dataclass
+class Bucket:
+    """The flat state of the parameters of one (device, real dtype) in a group."""
+
+    device: torch.device
+    dtype: torch.dtype
+    params: list[Tensor]
+    numels: np.ndarray  # real elements per parameter
+    offsets: np.ndarray
+    buffers: dict[str, Tensor]
+    steps: Tensor  # flat CPU, one per parameter
+    scalars: dict[str, Tensor]  # flat CPU, one per parameter
+    arrays: list[Any] = field(default_factory=list)  # buffers as numpy (CPU) in program order
+
+
+@dataclass
+class Active:
+    """What a step needs about one set of stepped parameters (cached while it repeats)."""
+
+    params: list[Tensor]
+    states: list[dict]
+    views: dict[str, list[Tensor]]
+    pptrs: list[int]
+    all_states: list[dict]  # optimizer.state's values when the tables were made
+    #: per bucket: positions in ``params``, local indices in the bucket, chunk tables, ...
+    parts: list[dict[str, Any]]
+
+
+class Plan:
+    """Flat buffers of one group and the cached tables of its recent active sets."""
+
+    def __init__(self, group: dict, state: Any, keys: tuple[str, ...], buckets: list[Bucket]):
+        self.group = group
+        self.state = state
+        self.keys = keys
+        self.buckets = buckets
+        self.where: dict[int, tuple[int, int]] = {}
+        for bi, b in enumerate(buckets):
+            for li, p in enumerate(b.params):
+                self.where[id(p)] = (bi, li)
+        self.active: dict[tuple[int, ...], Active] = {}
+        #: per member, the views its state entries must be (identity) for the plan to hold
+        self.views: dict[int, dict[str, Tensor]] = {}
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _view_like(flat: Tensor, off: int, n: int, p: Tensor) -> Tensor:
+    v = flat[off : off + n]
+    if p.is_complex():
+        return torch.view_as_complex(v.view(*p.shape, 2))
+    return v.view(p.shape)
+
+
+def build_plan(
+    optimizer: Any, group: dict, transform: Transform, prog: Program, stepped: list[Tensor]
+) -> Plan:
+    """Flat buffers for every parameter of ``group`` that has a gradient or a full state.
+
+    State values are copied from ``optimizer.state`` (or initialised as the reference path
+    does) and every entry is replaced by a view of the flat buffers. Raises
+    :class:`Unsupported` before changing anything if the group cannot be flattened.
+    """
+    state = optimizer.state
+    keys = transform.state_keys
+    stepped_ids = {id(p) for p in stepped}
+    members = []
+    for p in group["params"]:
+        st = state.get(p)
+        if id(p) in stepped_ids or (st is not None and all(k in st for k in keys)):
+            members.append(p)
+    for p in members:
+        if p.dtype not in REAL:
+            raise Unsupported(
+                f"parameters of dtype {p.dtype} (the fast path takes float32/64 and complex; "
+                f"low-precision parameters take the reference path)"
+            )
+        if not p.is_contiguous():
+            raise Unsupported("a non-contiguous parameter")
+        if p.device.type not in ("cpu", "cuda"):
+            raise Unsupported(f"parameters on {p.device.type}")
+        if p.is_sparse:
+            raise Unsupported("a sparse parameter")
+    scalar_keys = [k for k in keys if k != "step" and k not in prog.buffer_keys]
+    # initialise exactly as the reference path would (setdefault keeps what exists)
+    for p in members:
+        st = state[p]
+        if not all(k in st for k in keys):
+            for k, v in transform.init_one(p).items():
+                st.setdefault(k, v)
+        for k in prog.buffer_keys:
+            if st[k].numel() != p.numel():
+                raise Unsupported(f"state {k!r} does not match its parameter's size")
+    groups: dict[tuple, list[Tensor]] = {}
+    for p in members:
+        groups.setdefault((p.device, REAL[p.dtype]), []).append(p)
+    buckets = []
+    for (device, dtype), ps in groups.items():
+        numels = np.array([p.numel() * (2 if p.is_complex() else 1) for p in ps], dtype=np.int64)
+        # each tensor starts on a 64-byte boundary (and a complex one on an even element)
+        padded = (numels + ALIGN - 1) // ALIGN * ALIGN
+        offsets = np.zeros(len(ps), dtype=np.int64)
+        if len(ps) > 1:
+            offsets[1:] = np.cumsum(padded)[:-1]
+        total = int(padded.sum())
+        buffers = {}
+        for k in prog.buffer_keys:
+            flat = torch.zeros(total, dtype=dtype, device=device)
+            for p, off, n in zip(ps, offsets.tolist(), numels.tolist()):
+                if n:
+                    flat[off : off + n].copy_(_real(state[p][k]).reshape(-1))
+            buffers[k] = flat
+        step_dtype = state[ps[0]]["step"].dtype
+        steps = torch.tensor([float(state[p]["step"]) for p in ps], dtype=step_dtype)
+        scalars = {
+            k: torch.tensor([float(state[p][k]) for p in ps], dtype=state[ps[0]][k].dtype)
+            for k in scalar_keys
+        }
+        # only now, with every value read, do the state entries become views
+        for i, (p, off, n) in enumerate(zip(ps, offsets.tolist(), numels.tolist())):
+            st = state[p]
+            for k, flat in buffers.items():
+                st[k] = _view_like(flat, off, n, p)
+            st["step"] = steps[i]
+            for k, flat in scalars.items():
+                st[k] = flat[i]
+        arrays = [buffers[k].numpy() for k in prog.buffer_keys] if device.type == "cpu" else []
+        buckets.append(Bucket(device, dtype, ps, numels, offsets, buffers, steps, scalars, arrays))
+    plan = Plan(group, state, keys, buckets)
+    for p in members:
+        plan.views[id(p)] = {k: state[p][k] for k in keys}
+    return plan
+
+
+def _chunks(numels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split tensors of ``numels`` elements into chunks of at most ``size``."""
+    nch = (numels + size - 1) // size
+    total = int(nch.sum())
+    ck_t = np.repeat(np.arange(len(numels), dtype=np.int64), nch)
+    first = np.zeros(len(numels), dtype=np.int64)
+    if len(numels) > 1:
+        first[1:] = np.cumsum(nch)[:-1]
+    ck_lo = (np.arange(total, dtype=np.int64) - np.repeat(first, nch)) * size
+    ck_hi = np.minimum(ck_lo + size, numels[ck_t])
+    return ck_t, ck_lo, ck_hi
+
+
+def make_active(plan: Plan, params: list[Tensor], prog: Program) -> Active | None:
+    """Tables for stepping ``params`` (all members of ``plan``); ``None`` where a parameter no
+    longer fits its bucket (moved to another device or dtype, resized, non-contiguous)."""
+    for p in params:
+        bi, li = plan.where[id(p)]
+        b = plan.buckets[bi]
+        n = p.numel() * (2 if p.is_complex() else 1)
+        if (
+            p.device != b.device
+            or REAL.get(p.dtype) != b.dtype
+            or n != b.numels[li]
+            or not p.is_contiguous()
+        ):
+            return None
+    state = plan.state
+    states = [state.get(p) for p in params]  # (None where a dict vanished: never valid)
+    views = {k: [plan.views[id(p)][k] for p in params] for k in plan.keys}
+    parts = []
+    for bi, b in enumerate(plan.buckets):
+        pos = [i for i, p in enumerate(params) if plan.where[id(p)][0] == bi]
+        if not pos:
+            continue
+        local = np.array([plan.where[id(params[i])][1] for i in pos], dtype=np.int64)
+        numels = b.numels[local]
+        size = CPU_CHUNK if (b.device.type == "cpu" and not _force_triton()) else TRITON_BLOCK
+        ck_t, ck_lo, ck_hi = _chunks(numels, size)
+        part = {
+            "bucket": b,
+            "pos": pos,
+            "all": len(pos) == len(params),
+            "local": local,
+            "soff": b.offsets[local].copy(),
+            "chunks": (ck_t, ck_lo, ck_hi),
+            "pptr": np.array([params[i].data_ptr() for i in pos], dtype=np.int64),
+        }
+        parts.append(part)
+    pptrs = [p.data_ptr() for p in params]
+    return Active(params, states, views, pptrs, list(state.values()), parts)
+
+
+_FORCE_TRITON = [False]
+
+
+def _force_triton() -> bool:
+    return _FORCE_TRITON[0]
+
+
+def still_valid(plan: Plan, act: Active, params: list[Tensor]) -> bool:
+    """Everything the plan assumed still holds (identity checks, one C-level pass per key).
+
+    The per-parameter state dicts are compared through ``state.values()`` (no tensor
+    hashing): a dict replaced, added or removed anywhere in the optimizer shows there.
+    """
+    state = plan.state
+    if len(state) != len(act.all_states) or not all(
+        map(operator.is_, state.values(), act.all_states)
+    ):
+        return False
+    try:
+        for k in plan.keys:
+            if not all(map(operator.is_, map(operator.itemgetter(k), act.states), act.views[k])):
+                return False
+    except (KeyError, TypeError):
+        return False
+    # map over the unbound methods: C-level loops, ~10,000 tensors in well under 1 ms
+    if list(map(Tensor.data_ptr, params)) != act.pptrs:
+        return False
+    return all(map(Tensor.is_contiguous, params))
+
+
+def coefficient_rows(
+    transform: Transform,
+    prog: Program,
+    keys: np.ndarray,
+    scalar_names: list[str],
+    count: int,
+    norms: dict[int, float],
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """The coefficient table for each distinct (step, scalars…) row of ``keys``.
+
+    Returns the table (rows x ``len(prog.coef_keys)``) and, per row, the new scalar state.
+    """
+    column = {k: j for j, k in enumerate(prog.coef_keys)}
+    table = np.zeros((len(keys), max(len(prog.coef_keys), 1)), dtype=np.float64)
+    new_scalars: list[dict[str, float]] = []
+    for r, row in enumerate(keys):
+        step = int(row[0])
+        scal_now = dict(zip(scalar_names, row[1:].tolist()))
+        out: dict[str, float] = {}
+        for si, slot in enumerate(transform.slots):
+            part = slot.part
+            ctx = Context(step=step, count=count, norm=norms.get(si, 0.0))
+            scal = {s.name: scal_now[slot.names[s.name]] for s in part.scalars}
+            c, ns = part.coefficients(ctx, scal)
+            for name, value in c.items():
+                j = column.get((si, name))
+                if j is None:
+                    raise Unsupported(f"{part!r} returned an untraced coefficient {name!r}")
+                table[r, j] = float(value)
+            if len(c) != sum(1 for k in prog.coef_keys if k[0] == si):
+                raise Unsupported(f"{part!r} returned a different set of coefficients")
+            for name, value in ns.items():
+                out[slot.names[name]] = float(value)
+        new_scalars.append(out)
+    return table, new_scalars
+
+
+def run_step(
+    optimizer: Any,
+    plan: Plan,
+    act: Active,
+    params: list[Tensor],
+    transform: Transform,
+    prog: Program,
+    count: int,
+) -> None:
+    """Update ``params`` and their state in place: one kernel launch per bucket (plus one
+    per global norm)."""
+    grads = list(map(operator.attrgetter("grad"), params))
+    if not all(map(Tensor.is_contiguous, grads)):
+        # a non-contiguous gradient (assigned by hand) is read through a contiguous copy
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+    gptr_all = list(map(Tensor.data_ptr, grads))
+    scalar_names = [k for k in plan.keys if k != "step" and k not in prog.buffer_keys]
+    work = []
+    for part in act.parts:
+        b: Bucket = part["bucket"]
+        local = part["local"]
+        steps = b.steps.numpy()
+        new_steps = steps[local] + 1
+        cols = [new_steps] + [b.scalars[k].numpy()[local] for k in scalar_names]
+        keys = np.stack(cols, axis=1).astype(np.float64)
+        if (keys == keys[0]).all():
+            uniq, inverse = keys[:1], np.zeros(len(local), dtype=np.int64)
+        else:
+            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+            inverse = inverse.reshape(-1).astype(np.int64)
+        gptr = np.array(gptr_all if part["all"] else [gptr_all[i] for i in part["pos"]])
+        work.append((part, b, local, new_steps, uniq, inverse, gptr.astype(np.int64)))
+
+    # global norms first: one reduction per part that needs one, over every bucket
+    norms: dict[int, float] = {}
+    for k, (si, _) in enumerate(prog.norms):
+        total = 0.0
+        for part, b, _local, _ns, uniq, inverse, gptr in work:
+            table, _ = coefficient_rows(transform, prog, uniq, scalar_names, count, norms)
+            total += _launch(prog, b, part, table, inverse, gptr, f"norm{k}")
+        norms[si] = math.sqrt(total)
+
+    launches = []
+    for part, b, local, new_steps, uniq, inverse, gptr in work:
+        table, new_scal = coefficient_rows(transform, prog, uniq, scalar_names, count, norms)
+        launches.append((part, b, local, new_steps, table, new_scal, inverse, gptr))
+    # every check passed and every coefficient is known: only now does anything change
+    for part, b, local, new_steps, table, new_scal, inverse, gptr in launches:
+        _launch(prog, b, part, table, inverse, gptr, "step")
+        b.steps.numpy()[local] = new_steps
+        for k in scalar_names:
+            values = np.array([row[k] for row in new_scal], dtype=np.float64)
+            b.scalars[k].numpy()[local] = values[inverse]
+    del grads  # (kept alive until the kernels ran)
+
+
+def _launch(
+    prog: Program,
+    b: Bucket,
+    part: dict,
+    table: np.ndarray,
+    inverse: np.ndarray,
+    gptr: np.ndarray,
+    fn: str,
+) -> float:
+    ck_t, ck_lo, ck_hi = part["chunks"]
+    konst = np.array(prog.graph.consts or [0.0], dtype=np.float64)
+    if b.device.type == "cpu" and not _force_triton():
+        mod = backends.numba_module(prog, DTYPE_NAME[b.dtype])
+        witness = part.setdefault("witness", np.empty(1, dtype=DTYPE_NAME[b.dtype]))
+        args = (part["pptr"], gptr, part["soff"], inverse, table, konst, ck_t, ck_lo, ck_hi)
+        # waking a thread pool costs more than a small step: small steps run on one thread
+        threads = part.get("threads")
+        if threads is None:
+            elems = int(part["chunks"][2].sum() - part["chunks"][1].sum())
+            threads = part["threads"] = max(1, min(_max_threads(), elems // PARALLEL_GRAIN))
+        before = _set_threads(threads)
+        try:
+            if fn == "step":
+                mod.step(*args, witness, *b.arrays)
+                return 0.0
+            partial = np.zeros(len(ck_t), dtype=np.float64)
+            getattr(mod, fn)(*args, witness, partial, *b.arrays)
+            return float(partial.sum())
+        finally:
+            _set_threads(before)  # the user's own numba code keeps its thread count
+    return _launch_triton(prog, b, part, table, inverse, gptr, konst, fn)
+
+
+def _set_threads(n: int) -> int:
+    """Set numba's thread count for this thread; return the previous one."""
+    import numba
+
+    before = numba.get_num_threads()
+    if n != before:
+        numba.set_num_threads(n)
+    return before
+
+
+def _max_threads() -> int:
+    import numba  # imported on the first fused CPU step only: it takes a while
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn) -> float:  # type: ignore[no-untyped-def]
+    mod = backends.triton_module(prog, DTYPE_NAME[b.dtype])
+    dev = b.device
+    dt = part.get("dev_tables")
+    if dt is None:
+        ck_t, ck_lo, ck_hi = part["chunks"]
+        dt = part["dev_tables"] = tuple(
+            torch.from_numpy(a).to(dev) for a in (part["pptr"], part["soff"], ck_t, ck_lo, ck_hi)
+        )
+    pptr, soff, ck_t, ck_lo, ck_hi = dt
+    gptr_t = torch.from_numpy(gptr).to(dev, non_blocking=False)
+    crow = torch.from_numpy(inverse).to(dev)
+    coef = torch.from_numpy(table).to(dev)
+    konst_t = torch.from_numpy(konst).to(dev)
+    bufs = [b.buffers[k] for k in prog.buffer_keys]
+    n = ck_t.numel()
+    if n == 0:
+        return 0.0
+    args = (pptr, gptr_t, soff, crow, coef, konst_t, ck_t, ck_lo, ck_hi)
+    if fn == "step":
+        mod.step[(n,)](*args, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK)
+        return 0.0
+    partial = torch.zeros(n, dtype=torch.float64, device=dev)
+    getattr(mod, fn)[(n,)](*args, partial, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK)
+    return float(partial.sum())

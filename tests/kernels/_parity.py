@@ -1,0 +1,106 @@
+"""Shared recipe of the parity tests: the fused step against the reference path (fused=False).
+
+torch's ``test_foreach_matches_forloop`` recipe: many steps, a zero-size parameter, steps where
+a gradient is None (one parameter has none for the first steps, so tensors of one group have
+different step counts), two groups with different hyperparameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+import adaptlr
+from adaptlr import core
+from adaptlr.kernels import FusedFallbackWarning
+
+SHAPES = [(3, 4), (5,), (0,), (2, 3, 2), (), (37,)]
+NONE_AT = {7: 1, 20: 3}  # step -> index of the parameter whose gradient is None that step
+LATE = 4  # this parameter has no gradient before step 10 (its step count lags behind)
+
+
+def make_params(dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen, dtype=dtype).requires_grad_() for s in SHAPES]
+
+
+def set_grads(params, step, seed=1):
+    """Gradients that depend on the parameters (so trajectories matter) plus fixed noise."""
+    gen = torch.Generator().manual_seed(seed + step)
+    for i, p in enumerate(params):
+        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        skip = NONE_AT.get(step) == i or (i == LATE and step < 10)
+        p.grad = None if skip else (0.5 * p.detach() + noise)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor | None = None) -> float:
+    """Largest difference relative to the largest value (of ``b`` or of ``start``, where a
+    parameter began: one that walked to near zero is compared on the scale it moved on)."""
+    if a.is_complex():
+        a, b = torch.view_as_real(a), torch.view_as_real(b)
+    if a.numel() == 0:
+        return 0.0
+    scale = b.abs().max().clamp_min(1e-30)
+    if start is not None:
+        start = start.detach()
+        start = torch.view_as_real(start) if start.is_complex() else start
+        scale = torch.maximum(scale, start.abs().max())
+    return float((a.double() - b.double()).abs().max() / scale)
+
+
+def two_groups(params, cfg):
+    lr = cfg.get("lr", 0.01)
+    return [{"params": params[:3]}, {"params": params[3:], "lr": lr * 3}]
+
+
+def make(kind, params, cfg, fused):
+    """An optimizer: a registry class, or a user chain (kind is a Transform)."""
+    if isinstance(kind, core.Transform):
+        return adaptlr.Optimizer(params, kind, fused=fused)
+    return kind(two_groups(params, cfg), **cfg, fused=fused)
+
+
+def run_pair(kind, cfg, steps=100, dtype=torch.float32):
+    """Train the same parameters with the fused and the reference step; return both."""
+    pa, pb = make_params(dtype), make_params(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FusedFallbackWarning)  # the fast path must hold
+        fused = make(kind, pa, cfg, None)
+        ref = make(kind, pb, cfg, False)
+        for step in range(steps):
+            set_grads(pa, step)
+            set_grads(pb, step)
+            fused.step()
+            ref.step()
+    return fused, ref, pa, pb
+
+
+def assert_same(fused, ref, pa, pb, tol, starts=None):
+    starts = starts if starts is not None else make_params(pa[0].dtype)
+    for i, (a, b, s) in enumerate(zip(pa, pb, starts)):
+        assert rel_err(a.detach(), b.detach(), s) <= tol, f"parameter {i}"
+    for i, (a, b) in enumerate(zip(pa, pb)):
+        sa, sb = fused.state[a], ref.state[b]
+        assert sa.keys() == sb.keys()
+        for key, vb in sb.items():
+            va = sa[key]
+            assert va.shape == vb.shape and va.dtype == vb.dtype, key
+            assert rel_err(va, vb) <= tol, f"parameter {i}, state {key!r}"
+
+
+def user_chain():
+    return core.chain(
+        core.clip_by_value(1.0),
+        core.rule(core.momentum(0.9), core.rms()),
+        core.scale_by_learning_rate(0.01),
+    )
+
+
+def norm_chain():
+    return core.chain(
+        core.clip_by_global_norm(1.0),
+        core.rule(core.ema(0.9), core.rectified(0.99)),
+        core.add_decayed_weights(0.01),
+        core.scale_by_learning_rate(0.05),
+    )

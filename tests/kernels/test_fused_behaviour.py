@@ -1,0 +1,180 @@
+"""What users do around a fused step: state views, state dicts, new groups, moved
+parameters, missing gradients, unsupported cases (which fall back and warn once)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import adaptlr
+from adaptlr import core
+from adaptlr.kernels import FusedFallbackWarning
+
+from ._parity import assert_same, make_params, rel_err, set_grads
+
+pytest.importorskip("numba")
+
+
+def _pair(cls=adaptlr.Adam, **cfg):
+    pa, pb = make_params(), make_params()
+    return cls(pa, **cfg), cls(pb, **cfg, fused=False), pa, pb
+
+
+def _steps(opts_params, start, n):
+    for step in range(start, start + n):
+        for opt, params in opts_params:
+            set_grads(params, step)
+            opt.step()
+
+
+def test_state_entries_are_views_of_one_flat_buffer():
+    fused, _, pa, _ = _pair(lr=0.01)
+    _steps([(fused, pa)], 0, 12)
+    bases = {fused.state[p]["exp_avg"].untyped_storage().data_ptr() for p in pa}
+    assert len(bases) == 1
+    assert all(fused.state[p]["exp_avg"].shape == p.shape for p in pa)
+    assert fused.state[pa[0]]["step"].dim() == 0
+
+
+def test_state_dict_round_trip_and_load_into_live_optimizer():
+    fused, ref, pa, pb = _pair(lr=0.01, amsgrad=True)
+    _steps([(fused, pa), (ref, pb)], 0, 15)
+    saved = fused.state_dict()
+    # a new optimizer over copies of the parameters, resumed from the state dict
+    pc = [p.detach().clone().requires_grad_() for p in pa]
+    resumed = adaptlr.Adam(pc, lr=0.01, amsgrad=True)
+    resumed.load_state_dict(saved)
+    # and the live one loads its own state dict back (entries stop being views)
+    fused.load_state_dict(fused.state_dict())
+    _steps([(fused, pa), (ref, pb), (resumed, pc)], 15, 15)
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+    for a, c in zip(pa, pc):
+        assert torch.equal(a, c)
+
+
+def test_switching_between_fused_and_reference_steps():
+    fused, ref, pa, pb = _pair(cls=adaptlr.NAdam, lr=0.01)
+    for step in range(30):
+        fused.param_groups[0]["fused"] = False if step % 7 in (3, 4) else None
+        _steps([(fused, pa), (ref, pb)], step, 1)
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+
+
+def test_add_param_group_and_replaced_parameter_data():
+    fused, ref, pa, pb = _pair(cls=adaptlr.RAdam, lr=0.01)
+    extra_a = [torch.randn(6, requires_grad=True)]
+    extra_b = [extra_a[0].detach().clone().requires_grad_()]
+    _steps([(fused, pa), (ref, pb)], 0, 8)
+    fused.add_param_group({"params": extra_a, "lr": 0.02})
+    ref.add_param_group({"params": extra_b, "lr": 0.02})
+    # model.to(...)-like: the parameter's data is a new tensor
+    with torch.no_grad():
+        pa[0].data = pa[0].data.clone()
+        pb[0].data = pb[0].data.clone()
+    _steps([(fused, pa + extra_a), (ref, pb + extra_b)], 8, 12)
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+    assert rel_err(extra_a[0].detach(), extra_b[0].detach()) <= 1e-6
+
+
+def test_zero_grad_set_to_none_and_manual_non_contiguous_gradient():
+    fused, ref, pa, pb = _pair(cls=adaptlr.SGD, lr=0.1, momentum=0.9)
+    for step in range(10):
+        for opt, params in ((fused, pa), (ref, pb)):
+            opt.zero_grad(set_to_none=step % 2 == 0)
+            gen = torch.Generator().manual_seed(step)
+            g = torch.randn(4, 3, generator=gen).t()  # non-contiguous, shape (3, 4)
+            params[0].grad = g
+            opt.step()
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+
+
+def test_mixed_dtypes_and_complex_in_one_group():
+    def params():
+        gen = torch.Generator().manual_seed(5)
+        return [
+            torch.randn(7, generator=gen).requires_grad_(),
+            torch.randn(3, 2, dtype=torch.float64, generator=gen).requires_grad_(),
+            torch.randn(4, dtype=torch.complex64, generator=gen).requires_grad_(),
+        ]
+
+    pa, pb = params(), params()
+    fused, ref = adaptlr.AdamW(pa, lr=0.01), adaptlr.AdamW(pb, lr=0.01, fused=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FusedFallbackWarning)
+        for step in range(20):
+            for opt, ps in ((fused, pa), (ref, pb)):
+                gen = torch.Generator().manual_seed(100 + step)
+                for p in ps:
+                    p.grad = torch.randn(p.shape, dtype=p.dtype, generator=gen)
+                opt.step()
+    for a, b in zip(pa, pb):
+        assert rel_err(a.detach(), b.detach()) <= 1e-6
+
+
+def test_low_precision_falls_back_once_and_stays_correct():
+    gen = torch.Generator().manual_seed(0)
+    pa = [torch.randn(5, generator=gen).to(torch.bfloat16).requires_grad_()]
+    pb = [pa[0].detach().clone().requires_grad_()]
+    fused, ref = adaptlr.Adam(pa, lr=0.01), adaptlr.Adam(pb, lr=0.01, fused=False)
+    with pytest.warns(FusedFallbackWarning, match="bfloat16") as record:
+        for _ in range(3):
+            for p in (pa[0], pb[0]):
+                p.grad = torch.ones_like(p)
+            fused.step()
+            ref.step()
+    assert len([w for w in record if issubclass(w.category, FusedFallbackWarning)]) == 1
+    assert torch.equal(pa[0], pb[0])
+
+
+class _Branchy(core.Part):
+    """A part whose apply branches in Python on a coefficient: cannot be traced."""
+
+    def coefficients(self, ctx, scalars):
+        return {"big": float(ctx.step > 2)}, {}
+
+    def apply(self, u, p, buf, c, ops):
+        return (2 * u if c["big"] else u), {}
+
+
+def test_untraceable_part_falls_back_with_a_warning():
+    chain = core.chain(_Branchy(), core.scale_by_learning_rate(0.1))
+    pa, pb = make_params(), make_params()
+    fused, ref = adaptlr.Optimizer(pa, chain), adaptlr.Optimizer(pb, chain, fused=False)
+    with pytest.warns(FusedFallbackWarning, match="branches"):
+        _steps([(fused, pa), (ref, pb)], 0, 5)
+    for a, b in zip(pa, pb):
+        assert torch.equal(a, b)
+
+
+def test_effective_lr_reads_the_flat_state():
+    fused, ref, pa, pb = _pair(lr=0.01)
+    _steps([(fused, pa), (ref, pb)], 0, 5)
+    for ea, eb in zip(fused.effective_lr()[0], ref.effective_lr()[0]):
+        assert (ea is None) == (eb is None)
+        if ea is not None:
+            assert rel_err(ea, eb) <= 1e-5
+
+
+def test_parameter_moved_to_another_dtype_rebuilds_the_plan():
+    fused, ref, pa, pb = _pair(cls=adaptlr.SGD, lr=0.1, momentum=0.9)
+    _steps([(fused, pa), (ref, pb)], 0, 5)
+    for params, opt in ((pa, fused), (pb, ref)):
+        with torch.no_grad():
+            params[1].data = params[1].data.double()
+        buf = opt.state[params[1]]["momentum_buffer"]
+        opt.state[params[1]]["momentum_buffer"] = buf.double()
+    _steps([(fused, pa), (ref, pb)], 5, 5)
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+    assert fused.state[pa[1]]["momentum_buffer"].dtype == torch.float64
+
+
+def test_loading_a_state_dict_frees_the_old_flat_buffers():
+    fused, _, pa, _ = _pair(lr=0.01)
+    _steps([(fused, pa)], 0, 3)
+    fused.load_state_dict(fused.state_dict())  # new group dicts
+    _steps([(fused, pa)], 3, 2)
+    plans = fused.__dict__["_adaptlr_plans"]
+    assert len(plans) == 1
+    assert next(iter(plans.values())).group is fused.param_groups[0]

@@ -1,0 +1,351 @@
+"""adaptlr under torch.distributed (gloo on this CPU, 127.0.0.1 only): DDP, ZeRO, FSDP2.
+
+One launch of 2 processes runs every combination and saves what it saw; one launch of 3
+processes resumes the world-2 checkpoints; the world-1 resumes and the single-process
+references run here. Each test then checks one claim against those results:
+
+- after 50 steps, parameters equal single-process training on the same global batches;
+- with ZeRO and FSDP2, each rank holds about 1/world of the optimizer state;
+- ZeRO's ``consolidate_state_dict`` and FSDP2's full state dict (torch's distributed
+  checkpoint helpers) are the single-process format: saved at world 2, they resume at world 1
+  and 3 and continue equal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.optim import ZeroRedundancyOptimizer
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import adaptlr
+from adaptlr import checkpoint, core
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not dist.is_gloo_available(), reason="torch built without gloo"),
+]
+
+STEPS, HALF = 50, 25
+BATCH, WIDTH, LAYERS = 12, 12, 6  # 12 rows and 6 equal tensors split evenly over 2 and 3 ranks
+LR = 0.01
+FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+# -- what every process runs ---------------------------------------------------------------------
+def make_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = []
+    for _ in range(LAYERS):
+        layers += [torch.nn.Linear(WIDTH, WIDTH, bias=False), torch.nn.Tanh()]
+    return torch.nn.Sequential(*layers).double()
+
+
+def batch(t: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global batch ``t``, rank's equal slice (the mean of slice means is the global mean)."""
+    gen = torch.Generator().manual_seed(1000 + t)
+    x = torch.randn(BATCH, WIDTH, generator=gen, dtype=torch.float64)
+    y = torch.randn(BATCH, WIDTH, generator=gen, dtype=torch.float64)
+    n = BATCH // world
+    return x[rank * n : (rank + 1) * n], y[rank * n : (rank + 1) * n]
+
+
+def train(model, opt, start: int, stop: int, rank: int = 0, world: int = 1) -> None:
+    for t in range(start, stop):
+        x, y = batch(t, rank, world)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+def clipped_adam() -> core.Transform:
+    """Adam after global-norm clipping: the norm must be over every rank's part."""
+    return core.chain(
+        core.clip_by_global_norm(0.05),
+        core.rule(core.ema(0.9), core.ema_sq(0.999, eps=1e-8, debias=True)),
+        core.scale_by_learning_rate(LR),
+    )
+
+
+def full_params(model) -> list[torch.Tensor]:
+    return [
+        (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone()
+        for p in model.parameters()
+    ]
+
+
+def state_bytes(opt) -> int:
+    """Bytes of optimizer state this process holds (a DTensor counts its local shard)."""
+    total = 0
+    for st in opt.state.values():
+        for v in st.values():
+            if isinstance(v, torch.Tensor):
+                v = v.to_local() if isinstance(v, DTensor) else v
+                total += v.numel() * v.element_size()
+    return total
+
+
+def _fsdp(model, world: int):
+    mesh = dist.device_mesh.init_device_mesh("cpu", (world,))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            fully_shard(m, mesh=mesh)
+    return fully_shard(model, mesh=mesh)
+
+
+def _init(rank: int, world: int, port: int) -> None:
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # never leave this machine
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+
+
+def _gather(value: Any) -> list[Any]:
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def run_world2(rank: int, world: int, port: int, out: str) -> None:
+    _init(rank, world, port)
+    res: dict[str, Any] = {}
+    try:
+        # DDP, default (fused) path and reference path
+        for fused in (None, False):
+            model = DDP(make_model())
+            opt = adaptlr.Adam(model.parameters(), lr=LR, fused=fused)
+            train(model, opt, 0, STEPS, rank, world)
+            res[f"ddp_fused={fused}"] = full_params(model.module)
+
+        # ZeRO: 25 steps, consolidate + save, 25 more
+        model = DDP(make_model())
+        zero = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=adaptlr.Adam, lr=LR)
+        train(model, zero, 0, HALF, rank, world)
+        zero.consolidate_state_dict(to=0)
+        if rank == 0:
+            ck = {"model": model.module.state_dict(), "optimizer": zero.state_dict()}
+            checkpoint.save(ck, f"{out}/zero_w2.pt")
+        res["zero_state_bytes"] = _gather(state_bytes(zero.optim))
+        train(model, zero, HALF, STEPS, rank, world)
+        res["zero"] = full_params(model.module)
+
+        # ZeRO with global-norm clipping: each rank only sees its partition's norm
+        model = DDP(make_model())
+        zero = ZeroRedundancyOptimizer(
+            model.parameters(), optimizer_class=adaptlr.Optimizer, transform=clipped_adam()
+        )
+        train(model, zero, 0, STEPS, rank, world)
+        res["zero_clip"] = full_params(model.module)
+
+        # FSDP2 (DTensor parameters), reference path: 25 steps, full state dict + save, 25 more
+        model = _fsdp(make_model(), world)
+        opt = adaptlr.Adam(model.parameters(), lr=LR, fused=False)
+        train(model, opt, 0, HALF, rank, world)
+        msd = get_model_state_dict(model, options=FULL)
+        osd = get_optimizer_state_dict(model, opt, options=FULL)
+        if rank == 0:
+            checkpoint.save({"model": msd, "optimizer": osd}, f"{out}/fsdp_w2.pt")
+        res["fsdp_state_bytes"] = _gather(state_bytes(opt))
+        train(model, opt, HALF, STEPS, rank, world)
+        res["fsdp"] = full_params(model)
+
+        # FSDP2 on the default (fused) path, which must run on each rank's local shard
+        model = _fsdp(make_model(), world)
+        opt = adaptlr.Adam(model.parameters(), lr=LR, fused=None)
+        try:
+            train(model, opt, 0, STEPS, rank, world)
+            res["fsdp_fused"] = full_params(model)
+        except Exception as e:  # recorded for the test to report, not hidden
+            res["fsdp_fused"] = f"{type(e).__name__}: {e}"
+
+        # FSDP2 with global-norm clipping (the norm of DTensor shards)
+        model = _fsdp(make_model(), world)
+        opt = adaptlr.Optimizer(model.parameters(), clipped_adam(), fused=False)
+        train(model, opt, 0, STEPS, rank, world)
+        res["fsdp_clip"] = full_params(model)
+        if rank == 0:
+            checkpoint.save(res, f"{out}/world2.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def run_world3(rank: int, world: int, port: int, out: str) -> None:
+    _init(rank, world, port)
+    res: dict[str, Any] = {}
+    try:
+        ck = checkpoint.load(f"{out}/zero_w2.pt")
+        model = make_model()
+        model.load_state_dict(ck["model"])
+        model = DDP(model)
+        zero = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=adaptlr.Adam, lr=LR)
+        zero.load_state_dict(ck["optimizer"])
+        train(model, zero, HALF, STEPS, rank, world)
+        res["zero"] = full_params(model.module)
+        res["zero_applied_steps"] = zero.optim.param_groups[0]["applied_steps"]
+
+        ck = checkpoint.load(f"{out}/fsdp_w2.pt")
+        model = _fsdp(make_model(), world)
+        opt = adaptlr.Adam(model.parameters(), lr=LR, fused=False)
+        set_model_state_dict(model, ck["model"], options=FULL)
+        set_optimizer_state_dict(model, opt, ck["optimizer"], options=FULL)
+        train(model, opt, HALF, STEPS, rank, world)
+        res["fsdp"] = full_params(model)
+        res["fsdp_state_bytes"] = _gather(state_bytes(opt))
+        if rank == 0:
+            checkpoint.save(res, f"{out}/world3.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+# -- the launches, once per module ---------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+#: One thread per process: the ranks share 2 cores, and oversubscribed spinning thread pools
+#: (numba's, OpenMP's) once made one launch take minutes instead of seconds.
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
+def _launch(fn, world: int, out: Path) -> dict[str, Any]:
+    saved = {k: os.environ.get(k) for k in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)  # inherited by the spawned processes before they import
+    try:
+        mp.spawn(fn, args=(world, _free_port(), str(out)), nprocs=world, join=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return checkpoint.load(out / f"world{world}.pt")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("dist")
+
+
+@pytest.fixture(scope="module")
+def world2(out) -> dict[str, Any]:
+    return _launch(run_world2, 2, out)
+
+
+@pytest.fixture(scope="module")
+def world3(out, world2) -> dict[str, Any]:
+    return _launch(run_world3, 3, out)
+
+
+@pytest.fixture(scope="module")
+def single() -> dict[str, Any]:
+    """Single-process training on the full global batches."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = make_model()
+        opt = adaptlr.Adam(model.parameters(), lr=LR)
+        train(model, opt, 0, STEPS)
+        model_c = make_model()
+        train(model_c, adaptlr.Optimizer(model_c.parameters(), clipped_adam()), 0, STEPS)
+        return {
+            "adam": full_params(model),
+            "state_bytes": state_bytes(opt),
+            "clip": full_params(model_c),
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_equal_params(got, want, rtol=1e-6):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=rtol, atol=1e-12)
+
+
+# -- the claims -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["ddp_fused=None", "ddp_fused=False", "zero", "fsdp"])
+def test_world2_equals_single_process_after_50_steps(world2, single, key):
+    assert_equal_params(world2[key], single["adam"])
+
+
+def test_sharded_state_is_about_one_over_world_per_rank(world2, world3, single):
+    whole = single["state_bytes"]
+    for key, world in [
+        ("zero_state_bytes", 2),
+        ("fsdp_state_bytes", 2),
+    ]:
+        per_rank = world2[key]
+        assert len(per_rank) == world
+        for b in per_rank:
+            # the per-tensor `step` counters are replicated: a few bytes over 1/world
+            assert whole / world <= b <= whole / world * 1.05, (key, per_rank, whole)
+    for b in world3["fsdp_state_bytes"]:
+        assert whole / 3 <= b <= whole / 3 * 1.1, (world3["fsdp_state_bytes"], whole)
+
+
+def test_saved_at_world2_resumes_at_world3_and_continues_equal(world3, single):
+    assert world3["zero_applied_steps"] == STEPS
+    assert_equal_params(world3["zero"], single["adam"])
+    assert_equal_params(world3["fsdp"], single["adam"])
+
+
+def test_saved_at_world2_resumes_at_world1_and_continues_equal(out, world2, single):
+    """The consolidated (ZeRO) and full (FSDP2) state dicts load into a plain optimizer."""
+    # ZeRO's consolidated dict is the single-process format: it goes through our checks as is
+    ck = checkpoint.load(out / "zero_w2.pt")
+    model = make_model()
+    model.load_state_dict(ck["model"])
+    opt = adaptlr.Adam(model.parameters(), lr=LR)
+    opt.load_state_dict(ck["optimizer"])
+    assert opt.param_groups[0]["applied_steps"] == HALF
+    train(model, opt, HALF, STEPS)
+    assert_equal_params(full_params(model), single["adam"])
+    # FSDP2's full state dict is keyed by parameter names; torch's helper maps them back
+    ck = checkpoint.load(out / "fsdp_w2.pt")
+    model = make_model()
+    model.load_state_dict(ck["model"])
+    opt = adaptlr.Adam(model.parameters(), lr=LR)
+    set_optimizer_state_dict(model, opt, ck["optimizer"], options=FULL)
+    train(model, opt, HALF, STEPS)
+    assert_equal_params(full_params(model), single["adam"])
+
+
+def test_fsdp2_default_fused_path_equals_single_process(world2, single):
+    got = world2["fsdp_fused"]
+    if isinstance(got, str):
+        pytest.xfail(f"the fused path does not take DTensor parameters yet: {got}")
+    assert_equal_params(got, single["adam"])
+
+
+def test_fsdp2_global_norm_clipping_reduces_across_ranks(world2, single):
+    assert_equal_params(world2["fsdp_clip"], single["clip"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="ZeRO gives each rank's optimizer only its own parameters: clip_by_global_norm "
+    "computes the norm of one partition (core/base.py _global_norm has no cross-rank "
+    "reduction)",
+)
+def test_zero_global_norm_clipping_reduces_across_ranks(world2, single):
+    assert_equal_params(world2["zero_clip"], single["clip"])
