@@ -353,3 +353,73 @@ def test_every_optimizer_takes_a_schedule_as_lr(name):
         torch_sched.step()
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     assert oa.current_lr()[0] == pytest.approx(ob.param_groups[0]["lr"], rel=1e-12)
+
+
+# -- non-finite gradients ----------------------------------------------------------------------
+def _snapshot(opt, params):
+    return [p.detach().clone() for p in params], [
+        {k: v.clone() for k, v in opt.state[p].items()} for p in params
+    ]
+
+
+@pytest.mark.parametrize("fused", [None, False], ids=["fused", "reference"])
+@pytest.mark.parametrize("name", ALL)
+def test_nonfinite_skip_leaves_everything_untouched(name, fused):
+    info = REGISTRY[name]
+    cfg = info.all_configs[-1]
+    a, b = param(3), param(2, 2, seed=1)
+    c, d = param(3), param(2, 2, seed=1)
+    opt = info.cls([{"params": [a]}, {"params": [b]}], nonfinite="skip", fused=fused, **cfg)
+    clean = info.cls([{"params": [c]}, {"params": [d]}], fused=fused, **cfg)
+    gen = torch.Generator().manual_seed(2)
+    for step in range(6):
+        ga, gb = torch.randn(3, generator=gen).double(), torch.randn(2, 2, generator=gen).double()
+        bad = step in (2, 4)
+        a.grad = ga.clone()
+        b.grad = gb.clone()
+        if bad:
+            b.grad[1, 0] = float("nan") if step == 2 else float("inf")
+            before = _snapshot(opt, [a, b])
+        opt.step()
+        if bad:
+            after = _snapshot(opt, [a, b])
+            for x, y in zip(before[0], after[0]):
+                assert torch.equal(x, y)
+            for sx, sy in zip(before[1], after[1]):
+                assert sx.keys() == sy.keys()
+                for k in sx:
+                    assert torch.equal(sx[k], sy[k]), k
+        else:
+            c.grad, d.grad = ga.clone(), gb.clone()
+            clean.step()
+    assert [g["skipped_steps"] for g in opt.param_groups] == [2, 2]
+    assert [g["applied_steps"] for g in opt.param_groups] == [4, 4]
+    # the skipped steps left no trace: the same as never having seen them
+    torch.testing.assert_close(a, c, rtol=1e-12, atol=0)
+    torch.testing.assert_close(b, d, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("fused", [None, False], ids=["fused", "reference"])
+def test_nonfinite_raise_raises_before_any_change(fused):
+    a, b = param(3), param(2, seed=1)
+    opt = adaptlr.Adam([a, b], lr=0.1, nonfinite="raise", fused=fused)
+    a.grad, b.grad = torch.ones(3, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    opt.step()
+    before = _snapshot(opt, [a, b])
+    b.grad = torch.tensor([1.0, -math.inf], dtype=torch.float64)
+    with pytest.raises(FloatingPointError, match="parameter 1"):
+        opt.step()
+    after = _snapshot(opt, [a, b])
+    assert all(torch.equal(x, y) for x, y in zip(before[0], after[0]))
+    assert opt.param_groups[0]["applied_steps"] == 1
+
+
+def test_nonfinite_ignore_is_torch_behaviour_and_the_default():
+    a, b = param(2), param(2)
+    ours, theirs = adaptlr.SGD([a], lr=0.1), torch.optim.SGD([b], lr=0.1)
+    for w, o in [(a, ours), (b, theirs)]:
+        w.grad = torch.tensor([math.nan, 1.0], dtype=torch.float64)
+        o.step()
+    assert torch.isnan(a[0]) and torch.isnan(b[0]) and a[1] == b[1]
+    with pytest.raises(ValueError, match="nonfinite"):
+        adaptlr.Adam([param(2)], nonfinite="maybe")

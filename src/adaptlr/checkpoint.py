@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 StateDict = dict[str, Any]
 
 #: Group keys that only bookkeep (never a hyperparameter of a chain).
-_BOOKKEEPING = ("params", "param_names", "applied_steps")
+_BOOKKEEPING = ("params", "param_names", "applied_steps", "skipped_steps")
 
 #: Hyperparameters a state dict may lack (written by torch.optim, or by an older version): the
 #: loading optimizer's default for each leaves the math as torch.optim has it, the same rule
@@ -44,6 +44,8 @@ _MAY_BE_MISSING = (
     "amsgrad",
     "decoupled_weight_decay",
     "init",
+    "state_dtype",
+    "nonfinite",
 )
 
 
@@ -151,6 +153,7 @@ def to_torch_state_dict(
                 f"which torch.optim.RMSprop cannot express"
             )
         group.pop("applied_steps", None)
+        group.pop("skipped_steps", None)
         group.pop("init", None)
         if accepted is not None:
             for key in [k for k in group if k not in accepted and k not in _BOOKKEEPING]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable
 from itertools import compress
 from operator import attrgetter
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from . import kernels
 from .core import Transform
-from .core.base import resolve
+from .core.base import LOW_PRECISION, resolve
 
 Factory = Callable[..., Transform]
 _GRAD = attrgetter("grad")
@@ -21,7 +22,17 @@ _IS_SPARSE = attrgetter("is_sparse")
 
 #: torch.optim arguments that select an implementation, not the math: kept in the groups for
 #: compatibility, never passed to a chain.
-IMPLEMENTATION_KEYS = ("foreach", "capturable", "differentiable", "fused")
+IMPLEMENTATION_KEYS = (
+    "foreach",
+    "capturable",
+    "differentiable",
+    "fused",
+    "state_dtype",
+    "nonfinite",
+)
+
+#: what a step does when a gradient holds NaN or inf (the ``nonfinite`` argument)
+NONFINITE = ("ignore", "skip", "raise")
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -86,6 +97,7 @@ class Optimizer(torch.optim.Optimizer):
             self.check_group({**self.defaults, **param_group})
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("applied_steps", 0)
+        self.param_groups[-1].setdefault("skipped_steps", 0)
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
         """The chain that updates ``group`` with its current hyperparameters."""
@@ -158,13 +170,42 @@ class Optimizer(torch.optim.Optimizer):
             work.append((group, params, self.transform_for(group)))
         return work
 
-    def _init_state(self, params: list[Tensor], t: Transform) -> None:
+    def _gradients_finite(self, work: list[tuple[dict[str, Any], list[Tensor], Any]]) -> bool:
+        """``False`` if a group with ``nonfinite="skip"`` has a NaN/inf gradient.
+
+        Raises ``FloatingPointError`` for ``nonfinite="raise"``. Runs before anything changes,
+        on either path, so a skipped or refused step leaves parameters and state untouched.
+        """
+        for gi, (group, params, _) in enumerate(work):
+            mode = group.get("nonfinite", "ignore")
+            grads = [p.grad for p in params if p.grad.numel()]
+            if mode == "ignore" or not grads:
+                continue
+            # the max-norm is finite exactly when every element is (an L2 norm could overflow);
+            # one reduction per device, one synchronisation per group
+            norms = torch._foreach_norm(grads, ord=math.inf)
+            by_device: dict[torch.device, list[Tensor]] = {}
+            for n in norms:
+                by_device.setdefault(n.device, []).append(n.float())
+            if all(bool(torch.stack(ns).isfinite().all()) for ns in by_device.values()):
+                continue
+            if mode == "raise":
+                bad = next(i for i, n in enumerate(norms) if not bool(n.isfinite()))
+                raise FloatingPointError(
+                    f"{type(self).__name__}: a gradient holds NaN or inf (param group {gi}, "
+                    f"parameter {bad} of those with a gradient, shape {tuple(grads[bad].shape)}); "
+                    f"nothing was changed (nonfinite='raise')"
+                )
+            return False
+        return True
+
+    def _init_state(self, group: dict[str, Any], params: list[Tensor], t: Transform) -> None:
         """Create missing state entries (the fused path keeps its own, flat, state)."""
         keys = t.state_keys
         for p in params:
             st = self.state[p]
             if not all(k in st for k in keys):
-                for k, v in t.init_one(p).items():
+                for k, v in t.init_one(p, group.get("state_dtype")).items():
                     st.setdefault(k, v)
 
     @torch.no_grad()
@@ -174,13 +215,18 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group, params, t in self._prepare():
+        work = self._prepare()
+        if not self._gradients_finite(work):
+            for group in self.param_groups:
+                group["skipped_steps"] = group.get("skipped_steps", 0) + 1
+            return loss
+        for group, params, t in work:
             if not params:
                 continue
             if group.get("fused") is not False and kernels.fused_step(self, group, params, t):
                 group["applied_steps"] += 1
                 continue
-            self._init_state(params, t)
+            self._init_state(group, params, t)
             states = [self.state[p] for p in params]
             updates, new_states = t.update(
                 [p.grad for p in params], states, params, count=group["applied_steps"]
@@ -203,4 +249,15 @@ class Optimizer(torch.optim.Optimizer):
         """
         from .checkpoint import check_state_dict  # late: checkpoint imports this module
 
-        super().load_state_dict(check_state_dict(self, state_dict))
+        checked = check_state_dict(self, state_dict)
+        super().load_state_dict(checked)
+        # torch casts every floating state tensor to its parameter's dtype on load, which would
+        # round the float32 state of bf16/fp16 parameters: put the saved values back.
+        ids = [i for g in checked["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for pid, p in zip(ids, params):
+            if p.dtype not in LOW_PRECISION:
+                continue
+            for k, v in checked["state"].get(pid, {}).items():
+                if k != "step" and isinstance(v, Tensor) and v.dtype != p.dtype:
+                    self.state[p][k] = v.to(device=p.device, copy=True)

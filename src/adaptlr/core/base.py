@@ -35,6 +35,15 @@ def resolve(value: Value, step: int) -> float:
     return float(value(step)) if callable(value) else float(value)
 
 
+#: parameter dtypes whose optimizer state is kept in float32 unless asked otherwise
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def default_state_dtype(param_dtype: torch.dtype) -> torch.dtype:
+    """float32 state for bf16/fp16 parameters (their moments underflow), else the param's."""
+    return torch.float32 if param_dtype in LOW_PRECISION else param_dtype
+
+
 def scalar_dtype() -> torch.dtype:
     """The dtype torch.optim uses for ``step`` and other scalar state (mirrored for parity)."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -213,12 +222,16 @@ class Transform:
         return "chain(" + ", ".join(repr(p) for p in self.parts) + ")"
 
     # -- functional API -------------------------------------------------------------------
-    def init_one(self, p: Tensor) -> dict[str, Tensor]:
-        """The initial state of one tensor (``step`` 0, buffers filled, scalars set)."""
+    def init_one(self, p: Tensor, state_dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+        """The initial state of one tensor (``step`` 0, buffers filled, scalars set).
+
+        Buffers take ``state_dtype``, by default :func:`default_state_dtype` of ``p``.
+        """
+        dtype = state_dtype or default_state_dtype(p.dtype)
         state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=scalar_dtype())}
         for slot in self.slots:
             for b in slot.part.buffers:
-                buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+                buf = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 if b.fill != 0.0:
                     buf.fill_(complex(b.fill, b.fill) if p.is_complex() else b.fill)
                 state[slot.names[b.name]] = buf

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import core
 from ..core import Part, Transform
 from ..core.base import Value
+from ..torch_optim import NONFINITE
 from . import _checks
 
 
@@ -47,6 +48,7 @@ def check_common(owner: str, group: dict) -> None:
     for name in ("maximize", "amsgrad", "nesterov", "centered", "decoupled_weight_decay"):
         if name in group:
             _checks.flag(owner, name, group[name])
+    _checks.choice(owner, "nonfinite", group.get("nonfinite", "ignore"), NONFINITE)
     for name in ("capturable", "differentiable"):
         _checks.unsupported(
             owner, name, group.get(name, False), "adaptlr steps run outside autograd and graphs"

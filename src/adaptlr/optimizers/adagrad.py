@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from .. import core
 from ..core import Transform
 from ..core.base import Value
@@ -47,11 +49,14 @@ class Adagrad(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(
             params, Adagrad.build, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps, foreach=foreach,
-            maximize=maximize, differentiable=differentiable, fused=fused,
+            maximize=maximize, differentiable=differentiable, fused=fused, state_dtype=state_dtype,
+            nonfinite=nonfinite,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from .. import core
 from ..core import Transform
 from ..core.base import Value
@@ -54,12 +56,15 @@ class Adam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
         decoupled_weight_decay: bool = False,
     ) -> None:
         super().__init__(
             params, Adam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             amsgrad=amsgrad, foreach=foreach, maximize=maximize, capturable=capturable,
-            differentiable=differentiable, fused=fused,
+            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
+            nonfinite=nonfinite,
             decoupled_weight_decay=decoupled_weight_decay,
         )  # fmt: skip
 
@@ -110,9 +115,13 @@ class AdamW(Adam):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(
             params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             foreach=foreach, maximize=maximize, capturable=capturable,
-            differentiable=differentiable, fused=fused, decoupled_weight_decay=True,
+            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
+            nonfinite=nonfinite,
+            decoupled_weight_decay=True,
         )  # fmt: skip

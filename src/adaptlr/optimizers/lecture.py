@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from .. import core
 from ..core import Transform
 from ..core.base import Value
@@ -43,10 +45,13 @@ class RootMeanSquare(Optimizer):
         *,
         maximize: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(
             params, RootMeanSquare.build, lr=lr, eps=eps, weight_decay=weight_decay,
-            maximize=maximize, fused=fused,
+            maximize=maximize, fused=fused, state_dtype=state_dtype,
+            nonfinite=nonfinite,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

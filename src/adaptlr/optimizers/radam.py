@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from .. import core
 from ..core import Transform
 from ..core.base import Value
@@ -48,11 +50,15 @@ class RAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(
             params, RAdam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, foreach=foreach, maximize=maximize,
             capturable=capturable, differentiable=differentiable, fused=fused,
+            state_dtype=state_dtype,
+            nonfinite=nonfinite,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

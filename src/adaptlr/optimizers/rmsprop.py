@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from .. import core
 from ..core import Transform
 from ..core.base import Value
@@ -55,11 +57,15 @@ class RMSprop(Optimizer):
         *,
         init: str = "zero",
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(
             params, RMSprop.build, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
             momentum=momentum, centered=centered, capturable=capturable, foreach=foreach,
-            maximize=maximize, differentiable=differentiable, fused=fused, init=init,
+            maximize=maximize, differentiable=differentiable, fused=fused,
+            state_dtype=state_dtype,
+            nonfinite=nonfinite, init=init,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from .. import core
 from ..core import Transform
 from ..core.base import Value
@@ -49,11 +51,14 @@ class SGD(Optimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | None = None,
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(
             params, SGD.build, lr=lr, momentum=momentum, dampening=dampening,
             weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, foreach=foreach,
-            differentiable=differentiable, fused=fused,
+            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
+            nonfinite=nonfinite,
         )  # fmt: skip
 
     def check_group(self, group: dict[str, Any]) -> None:
