@@ -222,6 +222,8 @@ class Optimizer(torch.optim.Optimizer):
             return loss
         for group, params, t in work:
             if not params:
+                if t.collective:  # the other processes wait for this one's share of a norm
+                    t.update([], [], [], count=group["applied_steps"])
                 continue
             if group.get("fused") is not False and kernels.fused_step(self, group, params, t):
                 group["applied_steps"] += 1

@@ -161,6 +161,13 @@ class Part:
         """This part's factor of η_t (only for learning-rate parts)."""
         return 1.0
 
+    def reduce_sq(self, local: float) -> float:
+        """Combine this process's sum of squares for :attr:`needs_norm` across processes.
+
+        The identity here; a part whose tensors are split over processes overrides it.
+        """
+        return local
+
     def __repr__(self) -> str:
         fields = getattr(self, "__dataclass_fields__", {})
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in fields)
@@ -208,6 +215,11 @@ class Transform:
                 names[name] = key
             slots.append(_Slot(part, names))
         self.slots: tuple[_Slot, ...] = tuple(slots)
+
+    @property
+    def collective(self) -> bool:
+        """Whether an update takes part in a collective (every process must call it)."""
+        return any(getattr(p, "process_group", None) is not None for p in self.parts)
 
     @property
     def state_keys(self) -> tuple[str, ...]:
@@ -269,7 +281,7 @@ class Transform:
         ps = [_real(p) for p in params]
         for slot in self.slots:
             part = slot.part
-            norm = _global_norm(us) if part.needs_norm else 0.0
+            norm = math.sqrt(part.reduce_sq(_sum_sq(us))) if part.needs_norm else 0.0
             for i, (u, p) in enumerate(zip(us, ps)):
                 st = new_state[i]
                 ctx = Context(step=steps[i], count=count, norm=norm)
@@ -327,11 +339,10 @@ def _like(value: Any, ref: Tensor) -> Tensor:
     return value
 
 
-def _global_norm(us: Sequence[Tensor]) -> float:
-    if not us:
-        return 0.0
+def _sum_sq(us: Sequence[Tensor]) -> float:
+    """Σ u² over every tensor, in float64 (a DTensor's norm is already over all its shards)."""
     norms = [torch.linalg.vector_norm(u.double()) for u in us if u.numel()]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+    return float(torch.linalg.vector_norm(torch.stack(norms))) ** 2 if norms else 0.0
 
 
 def chain(*parts: Part | Transform) -> Transform:

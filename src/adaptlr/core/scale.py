@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from .base import Context, Part, Value, resolve
 
@@ -101,9 +104,14 @@ class clip_by_global_norm(Part):
     .. math:: u \leftarrow u \cdot \min\!\left(1, \frac{c}{\lVert u\rVert_2 + 10^{-6}}\right)
 
     with the norm over every tensor of the group, as ``torch.nn.utils.clip_grad_norm_``.
+    DTensor parameters (FSDP2) give the norm over all shards by themselves. Where each process
+    holds a *different part* of the parameters as plain tensors (``ZeroRedundancyOptimizer``),
+    pass ``process_group`` (a ``torch.distributed`` group, or ``"world"``) so that the sums of
+    squares are added across processes; every process must then step every time.
     """
 
     max_norm: float
+    process_group: Any = None
     needs_norm = True
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
@@ -111,3 +119,14 @@ class clip_by_global_norm(Part):
 
     def apply(self, u, p, buf, c, ops):
         return c["f"] * u, {}
+
+    def reduce_sq(self, local: float) -> float:
+        if self.process_group is None:
+            return local
+        import torch.distributed as dist
+
+        group = None if self.process_group == "world" else self.process_group
+        device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
+        total = torch.tensor([local], dtype=torch.float64, device=device)
+        dist.all_reduce(total, group=group)
+        return float(total)
