@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import adaptlr
+from adaptlr.schedules.spec import parse_value
 
 __all__ = ["OPTIMIZERS", "OptimizerSpec", "parse_optimizer", "parse_schedule", "allowed_keys"]
 
@@ -44,7 +45,15 @@ OPTIMIZERS: dict[str, _Entry] = {
 }
 
 # implementation switches of torch-compatible signatures; they change nothing in the lab
-_HIDDEN = {"self", "params", "foreach", "fused", "capturable", "differentiable"}
+_HIDDEN = {
+    "self",
+    "params",
+    "foreach",
+    "fused",
+    "capturable",
+    "differentiable",
+    "state_dtype",
+}
 
 _FORM = "expected 'name' or 'name:key=value,key=value' (tuples as 0.9/0.99)"
 
@@ -57,23 +66,6 @@ def allowed_keys(name: str) -> list[str]:
     """Keyword arguments accepted by the lab optimizer ``name``."""
     sig = inspect.signature(_cls(OPTIMIZERS[name]).__init__)
     return [k for k in sig.parameters if k not in _HIDDEN]
-
-
-def _parse_value(text: str) -> Any:
-    text = text.strip()
-    if "/" in text:  # betas=0.9/0.99: a comma would end the item
-        return tuple(float(x) for x in text.split("/"))
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text.strip("'\"")
 
 
 @dataclass(frozen=True)
@@ -153,7 +145,7 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
         if key not in keys:
             raise ValueError(f"{name}: unknown key {key!r}; allowed: {', '.join(keys)}")
         try:
-            kwargs[key] = _parse_value(value)
+            kwargs[key] = parse_value(value)
         except ValueError:
             raise ValueError(f"{name}: bad value {value!r} for {key!r}; {_FORM}") from None
     out = OptimizerSpec(name, kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 from . import shapes
 from .base import Schedule
@@ -38,10 +39,14 @@ def _split_items(body: str) -> list[str]:
     return [i.strip() for i in items if i.strip()]
 
 
-def _parse_value(text: str) -> object:
+def parse_value(text: str) -> Any:
+    """A spec value: ``[1,2]`` a list, ``0.9/0.99`` a tuple of floats (a comma would end it),
+    ``true``/``false``/``none``, an int, a float, else the text."""
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
-        return [_parse_value(x) for x in text[1:-1].replace(";", ",").split(",") if x.strip()]
+        return [parse_value(x) for x in text[1:-1].replace(";", ",").split(",") if x.strip()]
+    if "/" in text:  # a tuple of numbers (betas=0.9/0.99); anything else is a ValueError
+        return tuple(float(x) for x in text.split("/"))
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -88,7 +93,10 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
             raise ValueError(f"{name}: unknown key {key!r}; allowed: {allowed}")
         if key in kwargs:
             raise ValueError(f"{name}: key {key!r} given twice")
-        kwargs[key] = _parse_value(value)
+        try:
+            kwargs[key] = parse_value(value)
+        except ValueError:
+            raise ValueError(f"{name}: bad value {value!r} for {key!r}; {_FORM}") from None
     lr_arg = _LR_ARG.get(name, "lr")
     if lr is not None and lr_arg is not None and lr_arg not in kwargs:
         kwargs[lr_arg] = lr
