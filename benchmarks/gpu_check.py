@@ -114,6 +114,78 @@ def parity(deadline: float) -> None:
     say(f"\n{len(cases) - failures} of {len(cases)} cases within 1e-6.")
 
 
+def low_precision(deadline: float) -> None:
+    """bf16/fp16 parameters (float32 state, and bf16 state on request) against the reference
+    path on CUDA, 20 steps: parameter elements that differ and the largest difference in
+    units of the parameters' last place; state relative difference."""
+    import warnings
+
+    from kernels import _parity as P
+
+    from adaptlr.kernels import FusedFallbackWarning
+    from adaptlr.optimizers.registry import REGISTRY
+
+    dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run of this script)
+    combos = [(torch.bfloat16, None), (torch.float16, None), (torch.bfloat16, torch.bfloat16)]
+    cases = [
+        (f"{name}-{i}", info.cls, cfg)
+        for name, info in REGISTRY.items()
+        for i, cfg in enumerate(info.all_configs)
+    ] + [("chain-global-norm", P.norm_chain(), {})]
+    say("| case | params, state | params differing (of 78) | max ulps | state rel |")
+    say("|---|---|---|---|---|")
+    for name, kind, cfg in cases:
+        for dt, sdt in combos:
+            if time.time() > deadline - 30:
+                say(f"| {name} | {dt}, {sdt} | not run (deadline) | | |")
+                continue
+            try:
+                extra = {} if sdt is None else {"state_dtype": sdt}
+                c = {**cfg, **extra}
+
+                def params(dt=dt):
+                    return [p.detach().to(dev, dt).requires_grad_() for p in P.make_params()]
+
+                pa, pb = params(), params()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", FusedFallbackWarning)
+                    fused, ref = P.make(kind, pa, c, None), P.make(kind, pb, c, False)
+                    for step in range(20):
+                        gen = torch.Generator().manual_seed(1 + step)
+                        for pp in (pa, pb):
+                            for i, p in enumerate(pp):
+                                noise = torch.randn(p.shape, generator=gen).to(dev, dt)
+                                skip = P.NONE_AT.get(step) == i or (i == P.LATE and step < 10)
+                                p.grad = None if skip else 0.5 * p.detach() + noise
+                            gen = torch.Generator().manual_seed(1 + step)
+                        fused.step()
+                        ref.step()
+                differ = sum(int((a != b).sum()) for a, b in zip(pa, pb))
+                eps = torch.finfo(dt).eps
+                ulps = max(
+                    float(
+                        (
+                            (a.float() - b.float()).abs()
+                            / (b.detach().float().abs() * eps).clamp_min(torch.finfo(dt).tiny)
+                        ).max()
+                    )
+                    if a.numel()
+                    else 0.0
+                    for a, b in zip(pa, pb)
+                )
+                srel = max(
+                    P.rel_err(fused.state[a][k].cpu(), v.cpu())
+                    for a, b in zip(pa, pb)
+                    for k, v in ref.state[b].items()
+                )
+                say(
+                    f"| {name} | {str(dt)[6:]}, {str(sdt or 'float32').replace('torch.', '')} "
+                    f"| {differ} | {ulps:.2g} | {srel:.2e} |"
+                )
+            except Exception as exc:
+                say(f"| {name} | {dt}, {sdt} | ERROR {type(exc).__name__}: {str(exc)[:200]} | | |")
+
+
 def compile_time(deadline: float) -> None:
     import step_speed
 
@@ -142,6 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--skip-parity", action="store_true")
+    ap.add_argument("--parity-only", action="store_true")
     args = ap.parse_args()
     deadline = time.time() + 60 * args.minutes
     say("# adaptlr GPU check")
@@ -157,9 +230,12 @@ def main() -> None:
         tv = f"not importable ({exc})"
     say(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {tv}")
     if not args.skip_parity:
-        section("1. Triton parity on CUDA (fp32, 100 steps)", deadline - 240, parity)
-    section("2. First-step compile time", deadline - 200, compile_time)
-    section("3. Benchmark (benchmarks/step_speed.py --device cuda)", deadline, bench)
+        end = deadline if args.parity_only else deadline - 240
+        section("1. Triton parity on CUDA (fp32, 100 steps)", end - 60, parity)
+        section("1b. bf16/fp16 parameters on CUDA (20 steps)", end, low_precision)
+    if not args.parity_only:
+        section("2. First-step compile time", deadline - 200, compile_time)
+        section("3. Benchmark (benchmarks/step_speed.py --device cuda)", deadline, bench)
     text = "\n".join(REPORT) + "\n"
     out = os.environ.get("OUT")
     path = Path(out) / "gpu_check.md" if out else ROOT / "docs" / "benchmarks-cuda.md"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import adaptlr
 from adaptlr import checkpoint, core
+from adaptlr.kernels import FusedFallbackWarning
 
 pytestmark = [
     pytest.mark.slow,
@@ -74,10 +76,10 @@ def train(model, opt, start: int, stop: int, rank: int = 0, world: int = 1) -> N
         opt.step()
 
 
-def clipped_adam() -> core.Transform:
+def clipped_adam(process_group: Any = None) -> core.Transform:
     """Adam after global-norm clipping: the norm must be over every rank's part."""
     return core.chain(
-        core.clip_by_global_norm(0.05),
+        core.clip_by_global_norm(0.05, process_group=process_group),
         core.rule(core.ema(0.9), core.ema_sq(0.999, eps=1e-8, debias=True)),
         core.scale_by_learning_rate(LR),
     )
@@ -146,10 +148,13 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
         train(model, zero, HALF, STEPS, rank, world)
         res["zero"] = full_params(model.module)
 
-        # ZeRO with global-norm clipping: each rank only sees its partition's norm
+        # ZeRO with global-norm clipping: each rank only holds its partition, so the sums of
+        # squares are added across ranks (process_group="world")
         model = DDP(make_model())
         zero = ZeroRedundancyOptimizer(
-            model.parameters(), optimizer_class=adaptlr.Optimizer, transform=clipped_adam()
+            model.parameters(),
+            optimizer_class=adaptlr.Optimizer,
+            transform=clipped_adam("world"),
         )
         train(model, zero, 0, STEPS, rank, world)
         res["zero_clip"] = full_params(model.module)
@@ -170,7 +175,9 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
         model = _fsdp(make_model(), world)
         opt = adaptlr.Adam(model.parameters(), lr=LR, fused=None)
         try:
-            train(model, opt, 0, STEPS, rank, world)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", FusedFallbackWarning)
+                train(model, opt, 0, STEPS, rank, world)
             res["fsdp_fused"] = full_params(model)
         except Exception as e:  # recorded for the test to report, not hidden
             res["fsdp_fused"] = f"{type(e).__name__}: {e}"
@@ -180,6 +187,14 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
         opt = adaptlr.Optimizer(model.parameters(), clipped_adam(), fused=False)
         train(model, opt, 0, STEPS, rank, world)
         res["fsdp_clip"] = full_params(model)
+
+        # the same on the fused path: the sums of squares of the shards are all-reduced
+        model = _fsdp(make_model(), world)
+        opt = adaptlr.Optimizer(model.parameters(), clipped_adam(), fused=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FusedFallbackWarning)  # no silent reference path
+            train(model, opt, 0, STEPS, rank, world)
+        res["fsdp_clip_fused"] = full_params(model)
         if rank == 0:
             checkpoint.save(res, f"{out}/world2.pt")
     finally:
@@ -331,21 +346,14 @@ def test_saved_at_world2_resumes_at_world1_and_continues_equal(out, world2, sing
 
 def test_fsdp2_default_fused_path_equals_single_process(world2, single):
     got = world2["fsdp_fused"]
-    if isinstance(got, str):
-        pytest.xfail(f"the fused path does not take DTensor parameters yet: {got}")
+    assert not isinstance(got, str), got  # the fused path runs on each rank's local shard
     assert_equal_params(got, single["adam"])
 
 
-def test_fsdp2_global_norm_clipping_reduces_across_ranks(world2, single):
-    assert_equal_params(world2["fsdp_clip"], single["clip"])
+@pytest.mark.parametrize("key", ["fsdp_clip", "fsdp_clip_fused"])
+def test_fsdp2_global_norm_clipping_reduces_across_ranks(world2, single, key):
+    assert_equal_params(world2[key], single["clip"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ZeRO gives each rank's optimizer only its own parameters: clip_by_global_norm "
-    "computes the norm of one partition (core/base.py _global_norm has no cross-rank "
-    "reduction)",
-)
 def test_zero_global_norm_clipping_reduces_across_ranks(world2, single):
     assert_equal_params(world2["zero_clip"], single["clip"])

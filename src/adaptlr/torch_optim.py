@@ -178,8 +178,10 @@ class Optimizer(torch.optim.Optimizer):
         """
         for gi, (group, params, _) in enumerate(work):
             mode = group.get("nonfinite", "ignore")
+            if mode == "ignore":
+                continue
             grads = [p.grad for p in params if p.grad.numel()]
-            if mode == "ignore" or not grads:
+            if not grads:
                 continue
             # the max-norm is finite exactly when every element is (an L2 norm could overflow);
             # one reduction per device, one synchronisation per group

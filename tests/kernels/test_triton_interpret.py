@@ -23,7 +23,7 @@ pytest.importorskip("triton")
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("TRITON_INTERPRET is not 1 in this process", allow_module_level=True)
 
-STEPS = 30  # the interpreter runs each program in Python: fewer steps than the numba tests
+STEPS = 15  # the interpreter runs each program in Python: fewer steps than the numba tests
 
 # one hyperparameter set per optimizer by default, every set when slow tests run
 CASES = [

@@ -8,8 +8,13 @@ kernel (CUDA; on the CPU under ``TRITON_INTERPRET=1`` for tests) from the traced
 
 :func:`fused_step` is what :meth:`adaptlr.Optimizer.step` calls for each group unless the group
 has ``fused=False``. It returns ``False`` (the reference path then runs) where the fast path
-cannot hold, with one warning per optimizer and reason: numba/Triton missing, low-precision
-or non-contiguous parameters, a part whose ``apply`` cannot be traced.
+cannot hold, with one warning per optimizer and reason: numba/Triton missing,
+non-contiguous parameters, a part whose ``apply`` cannot be traced.
+
+bf16/fp16 parameters are stepped with their state (float32 by default, or the group's
+``state_dtype``) rounding exactly as the reference path's torch operations do; DTensor
+parameters (FSDP2) are stepped on each process's local shard, their state entries DTensors
+over the flat buffers, a global norm all-reduced over their mesh.
 """
 
 from __future__ import annotations
@@ -101,6 +106,8 @@ def fused_step(optimizer: Any, group: dict, params: list[Tensor], transform: Tra
     plans = optimizer.__dict__.setdefault("_adaptlr_plans", {})
     plan = plans.get(id(group))
     ids = tuple(map(id, params))
+    # FSDP2's DTensor parameters: kernels run on each process's local shard
+    locs = [flat.shard(p) for p in params] if flat.has_dtensor(params) else params
     act = None
     if (
         plan is not None
@@ -109,18 +116,18 @@ def fused_step(optimizer: Any, group: dict, params: list[Tensor], transform: Tra
         and plan.keys == transform.state_keys
     ):
         act = plan.active.get(ids)
-        if act is not None and not flat.still_valid(plan, act, params):
+        if act is not None and not flat.still_valid(plan, act, locs):
             act = None  # e.g. another group added state, or a parameter's data moved
         if act is None and all(i in plan.where for i in ids):
             if len(plan.active) > 8:  # a few alternating sets (e.g. a None gradient) stay
                 plan.active.clear()
-            act = flat.make_active(plan, params, prog)
-            if act is not None and flat.still_valid(plan, act, params):
+            act = flat.make_active(plan, params, prog, locs)
+            if act is not None and flat.still_valid(plan, act, locs):
                 plan.active[ids] = act
             else:
                 act = None
     if act is None:
-        reason = _backend_ok({p.device.type for p in params})
+        reason = _backend_ok({p.device.type for p in locs})
         if reason:
             _warn(optimizer, reason)
             return False
@@ -135,7 +142,7 @@ def fused_step(optimizer: Any, group: dict, params: list[Tensor], transform: Tra
         live = {id(g): g for g in optimizer.param_groups}
         for gid in [gid for gid, pl in plans.items() if live.get(gid) is not pl.group]:
             del plans[gid]
-        act = flat.make_active(plan, params, prog)
+        act = flat.make_active(plan, params, prog, locs)
         if act is None:  # cannot happen right after a build; never step on a bad table
             _warn(optimizer, "internal: a fresh plan does not fit its parameters")
             return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
@@ -44,4 +45,78 @@ def nanmin(a, b):  # type: ignore[no-untyped-def]
     return a if a < b else b
 
 
-__all__ = ["address_as", "nanmax", "nanmin", "np"]
+# -- low precision: bfloat16 and float16 values travel as uint16 bits, computed in float32 --
+
+
+@intrinsic
+def _f32_bits(typingctx, x):  # type: ignore[no-untyped-def]
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_f32(typingctx, u):  # type: ignore[no-untyped-def]
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def f16_to_f32(typingctx, h):  # type: ignore[no-untyped-def]
+    """IEEE half bits (uint16) as float32 (exact)."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def f32_to_f16(typingctx, x):  # type: ignore[no-untyped-def]
+    """float32 rounded to the nearest IEEE half (ties to even), as uint16 bits."""
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return sig, codegen
+
+
+@numba.njit(inline="always")
+def bf16_to_f32(h):  # type: ignore[no-untyped-def]
+    """bfloat16 bits (uint16) as float32: the top half of its bits (exact)."""
+    return _bits_f32(np.uint32(h) << np.uint32(16))
+
+
+@numba.njit(inline="always")
+def f32_to_bf16(x):  # type: ignore[no-untyped-def]
+    """float32 rounded to the nearest bfloat16 (ties to even, as torch), as uint16 bits."""
+    u = _f32_bits(np.float32(x))
+    if x != x:
+        return np.uint16((u >> np.uint32(16)) | np.uint32(0x40))  # a quiet NaN stays NaN
+    u = u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))
+    return np.uint16(u >> np.uint32(16))
+
+
+@numba.njit(inline="always")
+def round_bf16(x):  # type: ignore[no-untyped-def]
+    return bf16_to_f32(f32_to_bf16(x))
+
+
+@numba.njit(inline="always")
+def round_f16(x):  # type: ignore[no-untyped-def]
+    return f16_to_f32(f32_to_f16(np.float32(x)))
+
+
+__all__ = [
+    "address_as", "nanmax", "nanmin", "np", "bf16_to_f32", "f32_to_bf16", "round_bf16",
+    "f16_to_f32", "f32_to_f16", "round_f16",
+]  # fmt: skip

@@ -74,18 +74,30 @@ def _cached(prog: Program, dtype: str, backend: str, make: Any) -> ModuleType:
     return mod
 
 
-def numba_module(prog: Program, dtype: str) -> ModuleType:
-    """The compiled-on-first-call numba kernels of ``prog`` for ``dtype`` (float32/float64)."""
+def numba_module(prog: Program, dtype: str, state_dtype: str | None = None) -> ModuleType:
+    """The compiled-on-first-call numba kernels of ``prog`` for parameters of ``dtype``
+    (float32/64, bfloat16, float16) and state of ``state_dtype`` (default: ``dtype``)."""
+    sd = state_dtype or dtype
     return _cached(
-        prog, dtype, "numba", lambda: _load(codegen.numba_source(prog, dtype), f"nb_{dtype}")
+        prog,
+        f"{dtype}/{sd}",
+        "numba",
+        lambda: _load(codegen.numba_source(prog, dtype, sd), f"nb_{dtype}_{sd}"),
     )
 
 
-def triton_module(prog: Program, dtype: str) -> ModuleType:
-    """The Triton kernels of ``prog`` for ``dtype``; interpreted under ``TRITON_INTERPRET=1``."""
+def triton_module(prog: Program, dtype: str, state_dtype: str | None = None) -> ModuleType:
+    """The Triton kernels of ``prog`` for ``dtype``/``state_dtype``; interpreted under
+    ``TRITON_INTERPRET=1``."""
+    sd = state_dtype or dtype
     interp = os.environ.get("TRITON_INTERPRET", "0") == "1"
-    tag = f"tr{'i' if interp else ''}_{dtype}"
-    return _cached(prog, dtype, tag, lambda: _load(codegen.triton_source(prog, dtype), tag))
+    tag = f"tr{'i' if interp else ''}_{dtype}_{sd}"
+    return _cached(
+        prog,
+        f"{dtype}/{sd}",
+        tag,
+        lambda: _load(codegen.triton_source(prog, dtype, sd, cuda=not interp), tag),
+    )
 
 
 def numba_available() -> bool:

@@ -10,16 +10,28 @@ one tensor each, all chunks of a step in one launch.
 - ``konst``: float64 constants of the traced graph;
 - ``ck_t``, ``ck_lo``, ``ck_hi``: per chunk, its tensor and element range in that tensor;
 - the flat state buffers, in ``Program.buffer_keys`` order.
+
+Dtypes follow torch's rules operation by operation, as the reference path computes: ``g`` and
+``p`` have the parameters' dtype, buffers the state's (float32 for bf16/fp16 parameters by
+default), an operation on two tensors takes the promoted dtype and a Python float takes the
+tensor's. bfloat16/float16 values are held in float32 (torch's "opmath") and rounded back
+after every operation; which operand rounding torch's CPU kernels apply to a Python float
+with a low-precision tensor is mirrored in :func:`_scalar_mode`. Kernels read and write
+bf16/fp16 memory as uint16 bits (numba has no bfloat16).
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
+
 from .trace import Program, Sym, walk
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _CMP = {"gt": ">", "ge": ">=", "lt": "<", "le": "<=", "eq": "==", "ne": "!="}
+LOW = ("bfloat16", "float16")
+_SHORT = {"bfloat16": "bf16", "float16": "f16"}
 
 
 def _literal(value: float) -> str:
@@ -28,6 +40,25 @@ def _literal(value: float) -> str:
     if math.isinf(value):
         return "np.inf" if value > 0 else "(-np.inf)"
     return repr(value)
+
+
+def compute_type(dtype: str) -> str:
+    """The type a value of ``dtype`` is held and computed in (opmath: float32 for bf16/fp16)."""
+    return "float64" if dtype == "float64" else "float32"
+
+
+def _promote(a: str, b: str) -> str:
+    return str(torch.promote_types(getattr(torch, a), getattr(torch, b))).replace("torch.", "")
+
+
+def _scalar_mode(op: str, cuda: bool) -> str:
+    """How torch takes a Python float operand of a bf16/fp16 tensor operation: ``"f32"``
+    (kept in float32, "opmath") or ``"low"`` (rounded to the tensor's dtype first). Measured on
+    CPU: add/sub round the scalar, mul/div/clamp do not; CUDA kernels take every scalar in
+    opmath. ``torch.where`` makes the scalar a tensor of the other operand's dtype."""
+    if op == "where" or (op in ("add", "sub") and not cuda):
+        return "low"
+    return "f32"
 
 
 def _uniform_expr(n: Sym, name: dict[int, str], lang: str) -> str:
@@ -76,60 +107,175 @@ def _op_expr(op: str, a: list, lang: str, uniform: bool, t32: bool = False) -> s
 
 
 class _Body:
-    """Names of the nodes of one kernel: uniform ones per chunk, elementwise ones per element."""
+    """Names of the nodes of one kernel: uniform ones per chunk, elementwise ones per element.
 
-    def __init__(self, prog: Program, roots: list[Sym], lang: str, t32: bool) -> None:
-        self.prog, self.lang, self.t32 = prog, lang, t32
+    ``pd`` and ``sd`` are the dtypes of the parameters (and gradients) and of the state.
+    """
+
+    def __init__(
+        self, prog: Program, roots: list[Sym], lang: str, pd: str, sd: str, cuda: bool = False
+    ) -> None:
+        self.prog, self.lang, self.pd, self.sd, self.cuda = prog, lang, pd, sd, cuda
         self.nodes = list(walk(roots))
         self.name: dict[int, str] = {}
-        self.cast: dict[int, str] = {}  # uniform node -> its value in the state dtype
+        self.dtype: dict[int, str] = {}  # elementwise node -> its torch dtype (or "bool")
+        self.cast: dict[tuple[int, str], str] = {}  # (uniform node, how) -> per-chunk name
         self.chunk_lines: list[str] = []
         self.elem_lines: list[str] = []
         self.buffers_read: list[str] = []
         self._emit()
 
-    def _arg(self, x: Sym) -> str:
-        """``x`` as an operand of an elementwise operation (uniform values are cast, as torch
-        casts a Python float to the tensor's dtype)."""
-        if not x.uniform or x.is_bool:
-            return self.name[x.index]
-        if x.index not in self.cast:
-            v = f"z{x.index}"
+    # -- conversions ---------------------------------------------------------------------
+    def _to(self, expr: str, ct: str) -> str:
+        """A float64 or float32 value as ``ct`` (a compute type)."""
+        if self.lang == "numba":
+            return f"np.{ct}({expr})"
+        return f"({expr}).to(tl.{ct})"
+
+    def _round(self, expr: str, dtype: str) -> str:
+        """A float32 value rounded to bf16/fp16 (held in float32); others unchanged."""
+        return f"round_{_SHORT[dtype]}({expr})" if dtype in LOW else expr
+
+    def _load(self, ref: str, dtype: str) -> str:
+        if self.lang == "numba":
+            return f"{_SHORT[dtype]}_to_f32({ref})" if dtype in LOW else ref
+        return f"({ref}).to(tl.float32)" if dtype in LOW else ref
+
+    def _store(self, expr: str, dtype: str) -> str:
+        """A value already of ``dtype`` (held in its compute type) as memory of ``dtype``."""
+        if dtype not in LOW:
+            return expr
+        if self.lang == "numba":
+            return f"f32_to_{_SHORT[dtype]}({expr})"
+        return f"({expr}).to(tl.{dtype})"
+
+    def _uniform(self, x: Sym, how: str) -> str:
+        """Uniform ``x`` as an operand of an elementwise operation: ``how`` is a compute type,
+        or ``"low:<dtype>"`` (rounded to a low-precision dtype)."""
+        key = (x.index, how)
+        if key not in self.cast:
+            v = f"z{x.index}" + ("" if how == "float32" else "_" + how.replace(":", "_"))
             src = self.name[x.index]
-            self.chunk_lines.append(
-                f"{v} = T({src})" if self.lang == "numba" else f"{v} = ({src}).to(T)"
-            )
-            self.cast[x.index] = v
-        return self.cast[x.index]
+            if how.startswith("low:"):
+                expr = self._round(self._to(src, "float32"), how[4:])
+            elif how.startswith("inv:"):  # 1 / s in float64, then rounded (measured, H200)
+                expr = self._to(f"(1.0 / {src})", how[4:])
+            else:
+                expr = self._to(src, how)
+            self.chunk_lines.append(f"{v} = {expr}")
+            self.cast[key] = v
+        return self.cast[key]
+
+    def value_as(self, x: Sym, dtype: str) -> str:
+        """``x`` converted to ``dtype`` as torch's ``.to(dtype)`` does, held in its compute
+        type (what a store to a tensor of ``dtype`` writes)."""
+        ct = compute_type(dtype)
+        if x.uniform and not x.is_bool:
+            return self._uniform(x, f"low:{dtype}" if dtype in LOW else ct)
+        v = self.name[x.index]
+        have = self.dtype[x.index]
+        if compute_type(have) != ct:
+            v = self._to(v, ct)
+        if dtype in LOW and have != dtype:
+            v = self._round(v, dtype)
+        return v
+
+    def _operand(self, x: Sym, node_dtype: str, op: str, position: int) -> str:
+        if x.is_bool or not x.uniform:
+            v = self.name[x.index]
+            have = self.dtype.get(x.index)
+            if have not in (None, "bool") and compute_type(have) != compute_type(node_dtype):
+                v = self._to(v, compute_type(node_dtype))
+            return v
+        if node_dtype in LOW:
+            mode = _scalar_mode(op, self.cuda)
+            return self._uniform(x, f"low:{node_dtype}" if mode == "low" else "float32")
+        return self._uniform(x, compute_type(node_dtype))
+
+    # -- nodes ---------------------------------------------------------------------------
+    def _node_dtype(self, n: Sym) -> str:
+        if n.op in ("g", "p"):
+            return self.pd
+        if n.op == "buf":
+            return self.sd
+        if n.is_bool:
+            return "bool"
+        args = n.args[1:] if n.op == "where" else n.args
+        out = None
+        for a in args:
+            if isinstance(a, Sym) and not a.uniform:
+                d = self.dtype[a.index]
+                out = d if out is None else _promote(out, d)
+        return out or "float32"  # torch.where(cond, float, float): the default dtype
 
     def _emit(self) -> None:
         buf_index = {k: j for j, k in enumerate(self.prog.buffer_keys)}
+        numba = self.lang == "numba"
         for n in self.nodes:
             v = f"{'s' if n.uniform else 'e'}{n.index}"
             self.name[n.index] = v
             if n.uniform:
                 self.chunk_lines.append(f"{v} = {_uniform_expr(n, self.name, self.lang)}")
                 continue
+            dt = self.dtype[n.index] = self._node_dtype(n)
             if n.op == "g":
-                expr = "G[i]" if self.lang == "numba" else "tl.load(G + offs, mask=mask)"
+                expr = self._load("G[i]" if numba else "tl.load(G + offs, mask=mask)", dt)
             elif n.op == "p":
-                expr = "P[i]" if self.lang == "numba" else "tl.load(P + offs, mask=mask)"
+                expr = self._load("P[i]" if numba else "tl.load(P + offs, mask=mask)", dt)
             elif n.op == "buf":
                 j = buf_index[n.args[0]]
                 self.buffers_read.append(n.args[0])
-                expr = f"B{j}[i]" if self.lang == "numba" else f"tl.load(b{j} + so, mask=mask)"
+                ref = f"B{j}[i]" if numba else f"tl.load(b{j} + so, mask=mask)"
+                expr = self._load(ref, dt)
             else:
-                args = [self._arg(a) for a in n.args]
-                expr = _op_expr(n.op, args, self.lang, uniform=False, t32=self.t32)
+                cmp_dtype = dt
+                if n.is_bool:  # a comparison is made in its operands' promoted dtype
+                    ds = [self.dtype[a.index] for a in n.args if not a.uniform]
+                    cmp_dtype = ds[0] if len(ds) == 1 else _promote(*ds)
+                args = [self._operand(a, cmp_dtype, n.op, i) for i, a in enumerate(n.args)]
+                ct = compute_type(cmp_dtype)
+                t32 = ct == "float32"
+                if n.op == "div" and n.args[0].uniform:
+                    # torch: s / x is x.reciprocal() * s (Tensor.__rtruediv__), rounded twice
+                    one = f"np.{ct}(1.0)" if numba else f"tl.full([BLOCK], 1.0, tl.{ct})"
+                    recip = _op_expr("div", [one, args[1]], self.lang, False, t32)
+                    expr = self._round(f"({args[0]} * {self._round(recip, cmp_dtype)})", dt)
+                elif n.op == "div" and n.args[1].uniform and self.cuda:
+                    # torch's CUDA kernel: x / s is x * (1 / s), one rounding of the inverse
+                    inv = self._uniform(n.args[1], f"inv:{ct}")
+                    expr = self._round(f"({args[0]} * {inv})", dt)
+                else:
+                    expr = _op_expr(n.op, args, self.lang, uniform=False, t32=t32)
+                    if n.op not in ("neg", "abs", "where", "max", "min") and not n.is_bool:
+                        expr = self._round(expr, dt)
+                    elif n.op in ("where", "max", "min"):
+                        expr = self._round(expr, dt)  # a float32 scalar operand is rounded
             self.elem_lines.append(f"{v} = {expr}")
+
+    def new_param(self) -> str:
+        """``p + u`` as the reference computes it: ``u`` cast to the gradient's dtype, then
+        added in the parameter's dtype."""
+        node = self.prog.new_param
+        p, u = node.args
+        ct = compute_type(self.pd)
+        expr = _op_expr("add", [self.name[p.index], self.value_as(u, self.pd)], self.lang, False)
+        return self._round(expr, self.pd) if ct == "float32" else expr
+
+    def store(self, node: Sym) -> str:
+        """A buffer's new value, cast to the state dtype, as memory."""
+        return self._store(self.value_as(node, self.sd), self.sd)
 
 
 def _buffer_args(prog: Program) -> str:
     return ", ".join(f"b{j}" for j in range(len(prog.buffer_keys)))
 
 
-def numba_source(prog: Program, dtype: str) -> str:
-    """A module defining ``step`` (the fused update) and one ``norm{k}`` per global norm."""
+def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
+    """A module defining ``step`` (the fused update) and one ``norm{k}`` per global norm.
+
+    ``pd`` is the parameters' dtype, ``sd`` the state's (default: ``pd``).
+    """
+    sd = sd or pd
     buffers = _buffer_args(prog)
     bufsig = (", " + buffers) if buffers else ""
     head = [
@@ -137,12 +283,13 @@ def numba_source(prog: Program, dtype: str) -> str:
         "import numpy as np",
         "from numba import njit, prange, carray",
         "from adaptlr.kernels._numba_support import address_as, nanmax, nanmin",
-        f"T = np.{dtype}",
+        "from adaptlr.kernels._numba_support import bf16_to_f32, f32_to_bf16, round_bf16",
+        "from adaptlr.kernels._numba_support import f16_to_f32, f32_to_f16, round_f16",
         "",
         "",
     ]
     roots = [prog.new_param, *prog.stores.values()]
-    body = _Body(prog, roots, "numba", dtype == "float32")
+    body = _Body(prog, roots, "numba", pd, sd)
     out = [
         "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
         f"def step(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi, w{bufsig}):",
@@ -160,15 +307,17 @@ def numba_source(prog: Program, dtype: str) -> str:
     ]
     buf_index = {k: j for j, k in enumerate(prog.buffer_keys)}
     stores = [
-        f"            B{buf_index[key]}[i] = {body._arg(node)}" for key, node in prog.stores.items()
+        f"            B{buf_index[key]}[i] = {body.store(node)}"
+        for key, node in prog.stores.items()
     ]
-    stores.append(f"            P[i] = {body._arg(prog.new_param)}")
+    stores.append(f"            P[i] = {body._store(body.new_param(), pd)}")
     out += ["        " + line for line in body.chunk_lines]
     out.append("        for i in range(n):")
     out += ["            " + line for line in body.elem_lines]
     out += stores
     for k, (_, node) in enumerate(prog.norms):
-        nb = _Body(prog, [node], "numba", dtype == "float32")
+        nb = _Body(prog, [node], "numba", pd, sd)
+        val = nb.value_as(node, nb.dtype.get(node.index, pd))
         lines = [
             "",
             "",
@@ -190,7 +339,7 @@ def numba_source(prog: Program, dtype: str) -> str:
         ]
         lines += ["            " + line for line in nb.elem_lines]
         # the reference squares the update in float64 (vector_norm of u.double())
-        lines.append(f"            x = np.float64({nb._arg(node)})")
+        lines.append(f"            x = np.float64({val})")
         lines.append("            acc += x * x")
         lines.append("        part[k] = acc")
         lines = _place_chunk_lines(lines, nb, "        ", "        acc = 0.0")
@@ -204,20 +353,38 @@ def _place_chunk_lines(lines: list[str], body: _Body, indent: str, before: str) 
     return lines[:i] + [indent + line for line in body.chunk_lines] + lines[i:]
 
 
-_TRITON_T = {"float32": "tl.float32", "float64": "tl.float64"}
+_TRITON_HELPERS = [
+    "@triton.jit",
+    "def round_bf16(x):",
+    "    # float32 -> nearest bfloat16 (ties to even) in bits: the interpreter's cast truncates",
+    "    u = x.to(tl.uint32, bitcast=True)",
+    "    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16",
+    "    return tl.where(x != x, x, u.to(tl.float32, bitcast=True))",
+    "",
+    "",
+    "@triton.jit",
+    "def round_f16(x):",
+    "    return x.to(tl.float16).to(tl.float32)",
+    "",
+    "",
+]
 
 
-def triton_source(prog: Program, dtype: str) -> str:
-    """A module defining Triton kernels ``step`` and ``norm{k}``: one program per chunk."""
+def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = True) -> str:
+    """A module defining Triton kernels ``step`` and ``norm{k}``: one program per chunk.
+
+    ``cuda`` chooses which of torch's kernels the rounding copies: CUDA's, or (for the
+    interpreter, checked against CPU tensors) the CPU's."""
+    sd = sd or pd
     buffers = _buffer_args(prog)
     bufsig = (", " + buffers) if buffers else ""
-    t = _TRITON_T[dtype]
     head = [
         "# Generated by adaptlr.kernels from the traced parts; do not edit.",
         "import triton",
         "import triton.language as tl",
         "",
         "",
+        *_TRITON_HELPERS,
     ]
     pre = [
         "    k = tl.program_id(0)",
@@ -226,20 +393,19 @@ def triton_source(prog: Program, dtype: str) -> str:
         "    hi = tl.load(ck_hi + k)",
         "    offs = lo + tl.arange(0, BLOCK)",
         "    mask = offs < hi",
-        f"    P = tl.load(pptr + t).to(tl.pointer_type({t}))",
-        f"    G = tl.load(gptr + t).to(tl.pointer_type({t}))",
+        f"    P = tl.load(pptr + t).to(tl.pointer_type(tl.{pd}))",
+        f"    G = tl.load(gptr + t).to(tl.pointer_type(tl.{pd}))",
         "    so = tl.load(soff + t) + offs",
         "    r = tl.load(crow + t)",
-        f"    T = {t}",
     ]
     roots = [prog.new_param, *prog.stores.values()]
-    body = _Body(prog, roots, "triton", dtype == "float32")
+    body = _Body(prog, roots, "triton", pd, sd, cuda)
     buf_index = {k: j for j, k in enumerate(prog.buffer_keys)}
     stores = [
-        f"    tl.store(b{buf_index[key]} + so, {body._arg(node)}, mask=mask)"
+        f"    tl.store(b{buf_index[key]} + so, {body.store(node)}, mask=mask)"
         for key, node in prog.stores.items()
     ]
-    stores.append(f"    tl.store(P + offs, {body._arg(prog.new_param)}, mask=mask)")
+    stores.append(f"    tl.store(P + offs, {body._store(body.new_param(), pd)}, mask=mask)")
     out = [
         "@triton.jit",
         f"def step(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi{bufsig},",
@@ -250,8 +416,8 @@ def triton_source(prog: Program, dtype: str) -> str:
         *stores,
     ]
     for k, (_, node) in enumerate(prog.norms):
-        nb = _Body(prog, [node], "triton", dtype == "float32")
-        val = nb._arg(node)
+        nb = _Body(prog, [node], "triton", pd, sd, cuda)
+        val = nb.value_as(node, nb.dtype.get(node.index, pd))
         out += [
             "",
             "",

@@ -36,8 +36,17 @@ REAL = {
     torch.float64: torch.float64,
     torch.complex64: torch.float32,
     torch.complex128: torch.float64,
+    torch.bfloat16: torch.bfloat16,
+    torch.float16: torch.float16,
 }
-DTYPE_NAME = {torch.float32: "float32", torch.float64: "float64"}
+DTYPE_NAME = {
+    torch.float32: "float32",
+    torch.float64: "float64",
+    torch.bfloat16: "bfloat16",
+    torch.float16: "float16",
+}
+#: held as uint16 bits in numpy arrays and numba kernels (numpy has no bfloat16)
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 #: elements per chunk: numba's prange unit on CPU, one Triton program on a GPU
 CPU_CHUNK = 1 << 15
 TRITON_BLOCK = int(os.environ.get("ADAPTLR_TRITON_BLOCK", "1024"))
@@ -45,6 +54,22 @@ TRITON_BLOCK = int(os.environ.get("ADAPTLR_TRITON_BLOCK", "1024"))
 ALIGN = 16
 #: elements per thread below which fewer CPU threads are woken
 PARALLEL_GRAIN = 1 << 17
+
+
+try:  # FSDP2's parameters
+    from torch.distributed.tensor import DTensor
+except Exception:  # torch built without distributed
+    DTensor = None  # type: ignore[assignment,misc]
+
+
+def has_dtensor(params: list[Tensor]) -> bool:
+    """Whether any of ``params`` is a DTensor (one C-level pass over their types)."""
+    return DTensor is not None and any(issubclass(t, DTensor) for t in set(map(type, params)))
+
+
+def shard(t: Tensor) -> Tensor:
+    """This process's shard of a DTensor; any other tensor itself."""
+    return t.to_local() if DTensor is not None and isinstance(t, DTensor) else t
 
 
 class Unsupported(Exception):
@@ -56,7 +81,8 @@ class Bucket:
     """The flat state of the parameters of one (device, real dtype) in a group."""
 
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # of the parameters (their real view)
+    state_dtype: torch.dtype  # of the flat buffers
     params: list[Tensor]
     numels: np.ndarray  # real elements per parameter
     offsets: np.ndarray
@@ -92,6 +118,9 @@ class Plan:
             for li, p in enumerate(b.params):
                 self.where[id(p)] = (bi, li)
         self.active: dict[tuple[int, ...], Active] = {}
+        #: DTensor parameters: kernels run on local shards; a global norm is all-reduced here
+        self.norm_group: Any = None
+        self.dtensor = False
         #: per member, the views its state entries must be (identity) for the plan to hold
         self.views: dict[int, dict[str, Tensor]] = {}
 
@@ -124,11 +153,14 @@ def build_plan(
         st = state.get(p)
         if id(p) in stepped_ids or (st is not None and all(k in st for k in keys)):
             members.append(p)
-    for p in members:
+    dtensor = has_dtensor(members)
+    norm_group = _check_dtensors(members, prog) if dtensor else None
+    loc = {id(p): shard(p) for p in members}
+    for p in (loc[id(q)] for q in members):
         if p.dtype not in REAL:
             raise Unsupported(
-                f"parameters of dtype {p.dtype} (the fast path takes float32/64 and complex; "
-                f"low-precision parameters take the reference path)"
+                f"parameters of dtype {p.dtype} (the fast path takes float32/64, bfloat16, "
+                f"float16 and complex)"
             )
         if not p.is_contiguous():
             raise Unsupported("a non-contiguous parameter")
@@ -141,17 +173,22 @@ def build_plan(
     for p in members:
         st = state[p]
         if not all(k in st for k in keys):
-            for k, v in transform.init_one(p).items():
+            for k, v in transform.init_one(p, group.get("state_dtype")).items():
                 st.setdefault(k, v)
         for k in prog.buffer_keys:
-            if st[k].numel() != p.numel():
+            if st[k].numel() != p.numel() or shard(st[k]).numel() != loc[id(p)].numel():
                 raise Unsupported(f"state {k!r} does not match its parameter's size")
+            if dtensor and (not isinstance(st[k], DTensor) or st[k].placements != p.placements):
+                raise Unsupported(f"state {k!r} is not sharded as its parameter")
     groups: dict[tuple, list[Tensor]] = {}
     for p in members:
-        groups.setdefault((p.device, REAL[p.dtype]), []).append(p)
+        lp = loc[id(p)]
+        key = (lp.device, REAL[lp.dtype], _state_dtype(state[p], lp, prog))
+        groups.setdefault(key, []).append(p)
     buckets = []
-    for (device, dtype), ps in groups.items():
-        numels = np.array([p.numel() * (2 if p.is_complex() else 1) for p in ps], dtype=np.int64)
+    for (device, dtype, sdtype), ps in groups.items():
+        lps = [loc[id(p)] for p in ps]
+        numels = np.array([p.numel() * (2 if p.is_complex() else 1) for p in lps], dtype=np.int64)
         # each tensor starts on a 64-byte boundary (and a complex one on an even element)
         padded = (numels + ALIGN - 1) // ALIGN * ALIGN
         offsets = np.zeros(len(ps), dtype=np.int64)
@@ -160,31 +197,74 @@ def build_plan(
         total = int(padded.sum())
         buffers = {}
         for k in prog.buffer_keys:
-            flat = torch.zeros(total, dtype=dtype, device=device)
+            flat = torch.zeros(total, dtype=sdtype, device=device)
             for p, off, n in zip(ps, offsets.tolist(), numels.tolist()):
                 if n:
-                    flat[off : off + n].copy_(_real(state[p][k]).reshape(-1))
+                    flat[off : off + n].copy_(_real(shard(state[p][k])).reshape(-1))
             buffers[k] = flat
-        step_dtype = state[ps[0]]["step"].dtype
-        steps = torch.tensor([float(state[p]["step"]) for p in ps], dtype=step_dtype)
+        step_dtype = shard(state[ps[0]]["step"]).dtype
+        steps = torch.tensor([float(shard(state[p]["step"])) for p in ps], dtype=step_dtype)
         scalars = {
-            k: torch.tensor([float(state[p][k]) for p in ps], dtype=state[ps[0]][k].dtype)
+            k: torch.tensor(
+                [float(shard(state[p][k])) for p in ps], dtype=shard(state[ps[0]][k]).dtype
+            )
             for k in scalar_keys
         }
         # only now, with every value read, do the state entries become views
         for i, (p, off, n) in enumerate(zip(ps, offsets.tolist(), numels.tolist())):
             st = state[p]
             for k, flat in buffers.items():
-                st[k] = _view_like(flat, off, n, p)
+                view = _view_like(flat, off, n, loc[id(p)])
+                if dtensor:  # a DTensor over this process's flat view: full state dicts work
+                    view = DTensor.from_local(
+                        view, p.device_mesh, p.placements, shape=p.shape, stride=p.stride(),
+                        run_check=False,
+                    )  # fmt: skip
+                st[k] = view
             st["step"] = steps[i]
             for k, flat in scalars.items():
                 st[k] = flat[i]
-        arrays = [buffers[k].numpy() for k in prog.buffer_keys] if device.type == "cpu" else []
-        buckets.append(Bucket(device, dtype, ps, numels, offsets, buffers, steps, scalars, arrays))
+        arrays = [_as_numpy(buffers[k]) for k in prog.buffer_keys] if device.type == "cpu" else []
+        buckets.append(
+            Bucket(device, dtype, sdtype, ps, numels, offsets, buffers, steps, scalars, arrays)
+        )
     plan = Plan(group, state, keys, buckets)
+    plan.dtensor, plan.norm_group = dtensor, norm_group
     for p in members:
         plan.views[id(p)] = {k: state[p][k] for k in keys}
     return plan
+
+
+def _check_dtensors(members: list[Tensor], prog: Program) -> Any:
+    """DTensor parameters: all of them DTensors; with a global norm, all sharded (no
+    replica, which would count twice) over one mesh, whose process group is returned."""
+    if not all(isinstance(p, DTensor) for p in members):
+        raise Unsupported("a group mixing DTensor and plain parameters")
+    if not prog.norms:
+        return None
+    from torch.distributed.tensor import Shard
+
+    mesh = members[0].device_mesh
+    for p in members:
+        if p.device_mesh != mesh or not all(isinstance(pl, Shard) for pl in p.placements):
+            raise Unsupported("a global norm over DTensors not all sharded over one mesh")
+    if mesh.ndim != 1:
+        raise Unsupported("a global norm over a DTensor mesh of more than one dimension")
+    return mesh.get_group()
+
+
+def _state_dtype(st: dict, p: Tensor, prog: Program) -> torch.dtype:
+    """The (real) dtype of the flat buffers ``p``'s state goes to: that of its buffers."""
+    dtypes = {REAL.get(st[k].dtype) for k in prog.buffer_keys}
+    if not dtypes:  # no per-element state: the dtype does not matter, keep one bucket
+        return REAL[p.dtype]
+    if len(dtypes) != 1 or None in dtypes:
+        raise Unsupported(f"state buffers of dtypes {sorted(map(str, dtypes))}")
+    return dtypes.pop()
+
+
+def _as_numpy(t: Tensor) -> np.ndarray:
+    return t.view(torch.uint16).numpy() if t.dtype in LOW_PRECISION else t.numpy()
 
 
 def _chunks(numels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -200,11 +280,15 @@ def _chunks(numels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.n
     return ck_t, ck_lo, ck_hi
 
 
-def make_active(plan: Plan, params: list[Tensor], prog: Program) -> Active | None:
+def make_active(
+    plan: Plan, params: list[Tensor], prog: Program, locs: list[Tensor] | None = None
+) -> Active | None:
     """Tables for stepping ``params`` (all members of ``plan``); ``None`` where a parameter no
-    longer fits its bucket (moved to another device or dtype, resized, non-contiguous)."""
-    for p in params:
-        bi, li = plan.where[id(p)]
+    longer fits its bucket (moved to another device or dtype, resized, non-contiguous).
+    ``locs`` are their local shards where they are DTensors (default: ``params``)."""
+    locs = params if locs is None else locs
+    for q, p in zip(params, locs):
+        bi, li = plan.where[id(q)]
         b = plan.buckets[bi]
         n = p.numel() * (2 if p.is_complex() else 1)
         if (
@@ -233,10 +317,10 @@ def make_active(plan: Plan, params: list[Tensor], prog: Program) -> Active | Non
             "local": local,
             "soff": b.offsets[local].copy(),
             "chunks": (ck_t, ck_lo, ck_hi),
-            "pptr": np.array([params[i].data_ptr() for i in pos], dtype=np.int64),
+            "pptr": np.array([locs[i].data_ptr() for i in pos], dtype=np.int64),
         }
         parts.append(part)
-    pptrs = [p.data_ptr() for p in params]
+    pptrs = [p.data_ptr() for p in locs]
     return Active(params, states, views, pptrs, list(state.values()), parts)
 
 
@@ -319,10 +403,12 @@ def run_step(
     """Update ``params`` and their state in place: one kernel launch per bucket (plus one
     per global norm)."""
     grads = list(map(operator.attrgetter("grad"), params))
+    if plan.dtensor:
+        grads = [shard(g) for g in grads]
     if not all(map(Tensor.is_contiguous, grads)):
         # a non-contiguous gradient (assigned by hand) is read through a contiguous copy
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
-    gptr_all = list(map(Tensor.data_ptr, grads))
+    gptr_all = np.fromiter(map(Tensor.data_ptr, grads), dtype=np.int64, count=len(grads))
     scalar_names = [k for k in plan.keys if k != "step" and k not in prog.buffer_keys]
     work = []
     for part in act.parts:
@@ -337,8 +423,8 @@ def run_step(
         else:
             uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
             inverse = inverse.reshape(-1).astype(np.int64)
-        gptr = np.array(gptr_all if part["all"] else [gptr_all[i] for i in part["pos"]])
-        work.append((part, b, local, new_steps, uniq, inverse, gptr.astype(np.int64)))
+        gptr = gptr_all if part["all"] else gptr_all[part["pos"]]
+        work.append((part, b, local, new_steps, uniq, inverse, gptr))
 
     # global norms first: one reduction per part that needs one, over every bucket
     norms: dict[int, float] = {}
@@ -347,7 +433,14 @@ def run_step(
         for part, b, _local, _ns, uniq, inverse, gptr in work:
             table, _ = coefficient_rows(transform, prog, uniq, scalar_names, count, norms)
             total += _launch(prog, b, part, table, inverse, gptr, f"norm{k}")
-        norms[si] = math.sqrt(total)
+        if plan.norm_group is not None:  # DTensor shards: the sum over every process
+            import torch.distributed as dist
+
+            dev = "cuda" if dist.get_backend(plan.norm_group) == "nccl" else "cpu"
+            t = torch.tensor([total], dtype=torch.float64, device=dev)
+            dist.all_reduce(t, group=plan.norm_group)
+            total = float(t)
+        norms[si] = math.sqrt(transform.slots[si].part.reduce_sq(total))
 
     launches = []
     for part, b, local, new_steps, uniq, inverse, gptr in work:
@@ -375,8 +468,11 @@ def _launch(
     ck_t, ck_lo, ck_hi = part["chunks"]
     konst = np.array(prog.graph.consts or [0.0], dtype=np.float64)
     if b.device.type == "cpu" and not _force_triton():
-        mod = backends.numba_module(prog, DTYPE_NAME[b.dtype])
-        witness = part.setdefault("witness", np.empty(1, dtype=DTYPE_NAME[b.dtype]))
+        mod = backends.numba_module(prog, DTYPE_NAME[b.dtype], DTYPE_NAME[b.state_dtype])
+        witness = part.get("witness")
+        if witness is None:
+            wdt = np.uint16 if b.dtype in LOW_PRECISION else DTYPE_NAME[b.dtype]
+            witness = part["witness"] = np.empty(1, dtype=wdt)
         args = (part["pptr"], gptr, part["soff"], inverse, table, konst, ck_t, ck_lo, ck_hi)
         # waking a thread pool costs more than a small step: small steps run on one thread
         threads = part.get("threads")
@@ -412,8 +508,13 @@ def _max_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
+#: no a*b+c contracted into one rounding: the reference rounds every operation (torch's own
+#: kernels contract only inside one operation, e.g. ``add(a, b, alpha=c)``)
+_NO_FMA = {"enable_fp_fusion": False}
+
+
 def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn) -> float:  # type: ignore[no-untyped-def]
-    mod = backends.triton_module(prog, DTYPE_NAME[b.dtype])
+    mod = backends.triton_module(prog, DTYPE_NAME[b.dtype], DTYPE_NAME[b.state_dtype])
     dev = b.device
     dt = part.get("dev_tables")
     if dt is None:
@@ -432,8 +533,10 @@ def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn) -> float:  # 
         return 0.0
     args = (pptr, gptr_t, soff, crow, coef, konst_t, ck_t, ck_lo, ck_hi)
     if fn == "step":
-        mod.step[(n,)](*args, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK)
+        mod.step[(n,)](*args, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA)
         return 0.0
     partial = torch.zeros(n, dtype=torch.float64, device=dev)
-    getattr(mod, fn)[(n,)](*args, partial, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK)
+    getattr(mod, fn)[(n,)](
+        *args, partial, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA
+    )
     return float(partial.sum())
