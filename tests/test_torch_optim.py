@@ -423,3 +423,15 @@ def test_nonfinite_ignore_is_torch_behaviour_and_the_default():
     assert torch.isnan(a[0]) and torch.isnan(b[0]) and a[1] == b[1]
     with pytest.raises(ValueError, match="nonfinite"):
         adaptlr.Adam([param(2)], nonfinite="maybe")
+
+
+def test_a_group_that_can_never_train_warns_frozen_tensors_are_accepted():
+    with pytest.warns(UserWarning, match="requires grad"):
+        adaptlr.Adam([torch.zeros(3)])
+    model = torch.nn.Linear(2, 2)
+    model.weight.requires_grad_(False)  # fine-tuning: accepted silently, as torch.optim does
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adaptlr.Adam(model.parameters())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from itertools import compress
 from operator import attrgetter
@@ -95,6 +96,7 @@ class Optimizer(torch.optim.Optimizer):
             if params is not None and not isinstance(params, (Tensor, set)):
                 param_group["params"] = list(params)  # a generator must survive the check
             self.check_group({**self.defaults, **param_group})
+            _warn_if_frozen(type(self).__name__, param_group.get("params"))
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("applied_steps", 0)
         self.param_groups[-1].setdefault("skipped_steps", 0)
@@ -265,3 +267,20 @@ class Optimizer(torch.optim.Optimizer):
             for k, v in checked["state"].get(pid, {}).items():
                 if k != "step" and isinstance(v, Tensor) and v.dtype != p.dtype:
                     self.state[p][k] = v.to(device=p.device, copy=True)
+
+
+def _warn_if_frozen(owner: str, params: Any) -> None:
+    """Warn when no tensor of a group requires grad: such a group can never be updated.
+
+    Frozen tensors are accepted, as torch.optim accepts them (fine-tuning, progressive
+    unfreezing), so this is a warning, not an error.
+    """
+    items = [params] if isinstance(params, Tensor) else list(params or [])
+    tensors = [x[1] if isinstance(x, tuple) else x for x in items]
+    tensors = [t for t in tensors if isinstance(t, Tensor)]
+    if tensors and not any(t.requires_grad for t in tensors):
+        warnings.warn(
+            f"{owner}: none of the {len(tensors)} tensors of this param group requires grad, so "
+            f"it will never be updated (set requires_grad=True, or pass nn.Parameters)",
+            stacklevel=3,
+        )
