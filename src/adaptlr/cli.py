@@ -6,11 +6,20 @@ Unknown names and malformed specs print one line that lists what is allowed, exi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = ["main"]
+
+#: the most steps ``lab run`` and ``schedule plot`` accept (a run keeps every step in memory)
+MAX_STEPS = 10_000_000
+#: the largest |coordinate| ``lab run --start`` accepts (the surfaces live near the origin)
+MAX_START = 1e6
 
 
 class _Error(Exception):
@@ -58,13 +67,68 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_steps(cmd: str, steps: int) -> None:
+    if not 1 <= steps <= MAX_STEPS:
+        raise _Error(f"{cmd}: --steps must be between 1 and {MAX_STEPS}; got {steps}")
+
+
+def _check_file_out(cmd: str, flag: str, path: str, suffixes: Sequence[str]) -> None:
+    """Refuse an output file path that cannot be written, before any work is done."""
+    p = Path(path)
+    allowed = ", ".join(suffixes)
+    if p.suffix.lower() not in suffixes:
+        raise _Error(f"{cmd}: {flag} {path!r} must end in one of: {allowed}")
+    if p.is_dir():
+        raise _Error(f"{cmd}: {flag} {path!r} is a directory; expected a file such as out.png")
+    _check_parent(cmd, flag, p.parent, path)
+
+
+def _check_parent(cmd: str, flag: str, parent: Path, path: str) -> None:
+    # the nearest existing ancestor must be a writable directory (the rest is created)
+    anc = parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise _Error(f"{cmd}: {flag} {path!r}: {str(anc)!r} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise _Error(f"{cmd}: {flag} {path!r}: directory {str(anc)!r} is not writable")
+
+
+def _check_dir_out(cmd: str, flag: str, path: str) -> None:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise _Error(f"{cmd}: {flag} {path!r} exists and is not a directory")
+    _check_parent(cmd, flag, p, path)
+
+
+@contextlib.contextmanager
+def _writing(cmd: str, outputs: dict[str, str | None]) -> Iterator[None]:
+    """Turn an ``OSError`` while writing into a one-line error naming the output flag."""
+    try:
+        yield
+    except OSError as err:
+        where = str(err.filename) if err.filename else ""
+        flag = next(
+            (f for f, v in outputs.items() if v and where.startswith(str(Path(v).parent))),
+            " / ".join(f for f, v in outputs.items() if v),
+        )
+        reason = err.strerror or type(err).__name__
+        raise _Error(f"{cmd}: cannot write {flag} {where!r}: {reason}") from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     import time
 
     from .lab.report import write_demo
 
+    cmd = "adaptlr demo"
+    _check_dir_out(cmd, "--out", args.out)
+    with _writing(cmd, {"--out": args.out}):
+        # create it now: a path that cannot be a directory fails before minutes of work
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    index = write_demo(args.out)
+    with _writing(cmd, {"--out": args.out}):
+        index = write_demo(args.out)
     print(f"wrote {index} in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -79,39 +143,71 @@ def _lab_surfaces(args: argparse.Namespace) -> int:
 
 
 def _lab_run(args: argparse.Namespace) -> int:
-    from .lab.cli_support import lab_run
+    from .lab.cli_support import lab_run, parse_point
 
-    if args.steps < 1:
-        raise _Error("adaptlr lab run: --steps must be >= 1")
-    for line in lab_run(
-        surface=args.surface,
-        optimizers=args.optimizer or ["adam:lr=0.1"],
-        schedule=args.schedule,
-        steps=args.steps,
-        start=args.start,
-        out=args.out,
-        gif=args.gif,
-    ):
+    cmd = "adaptlr lab run"
+    _check_steps(cmd, args.steps)
+    if args.start is not None:
+        try:
+            point = parse_point(args.start)
+        except ValueError as err:
+            raise _Error(f"{cmd}: --start: {err}") from None
+        if not all(math.isfinite(v) and abs(v) <= MAX_START for v in point):
+            raise _Error(
+                f"{cmd}: --start {args.start!r} must be two finite numbers 'x,y' "
+                f"with |x|, |y| <= {MAX_START:g}"
+            )
+    _check_file_out(cmd, "--out", args.out, _figure_suffixes())
+    if args.gif:
+        _check_file_out(cmd, "--gif", args.gif, (".gif",))
+    with _writing(cmd, {"--out": args.out, "--gif": args.gif}):
+        lines = lab_run(
+            surface=args.surface,
+            optimizers=args.optimizer or ["adam:lr=0.1"],
+            schedule=args.schedule,
+            steps=args.steps,
+            start=args.start,
+            out=args.out,
+            gif=args.gif,
+        )
+    for line in lines:
         print(line)
     return 0
+
+
+def _figure_suffixes() -> tuple[str, ...]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return tuple(f".{k}" for k in FigureCanvasAgg.get_supported_filetypes())
 
 
 def _schedule_plot(args: argparse.Namespace) -> int:
     from .lab.cli_support import schedule_plot
 
-    if args.steps < 1:
-        raise _Error("adaptlr schedule plot: --steps must be >= 1")
-    print(schedule_plot(args.spec, args.steps, args.out, lr=args.lr))
+    cmd = "adaptlr schedule plot"
+    _check_steps(cmd, args.steps)
+    _check_file_out(cmd, "--out", args.out, _figure_suffixes())
+    with _writing(cmd, {"--out": args.out}):
+        line = schedule_plot(args.spec, args.steps, args.out, lr=args.lr)
+    print(line)
     return 0
 
 
 def _monitor_report(args: argparse.Namespace) -> int:
+    cmd = "adaptlr monitor report"
     log = Path(args.log)
     if not log.is_file():
-        raise _Error(f"adaptlr monitor report: no such log file: {log}")
+        raise _Error(f"{cmd}: no such log file: {log}")
+    _check_dir_out(cmd, "--out", args.out)
     from . import monitor
 
-    out = monitor.write_report(log, Path(args.out))
+    # the log reader warns once per unreadable line; the CLI says it in one line instead
+    with warnings.catch_warnings(record=True) as caught, _writing(cmd, {"--out": args.out}):
+        warnings.simplefilter("always")
+        out = monitor.write_report(log, Path(args.out))
+    if caught:
+        more = f" (and {len(caught) - 1} more)" if len(caught) > 1 else ""
+        print(f"warning: {str(caught[0].message).splitlines()[0]}{more}", file=sys.stderr)
     print(f"wrote {out}")
     return 0
 

@@ -75,6 +75,11 @@ class Optimizer(torch.optim.Optimizer):
                 f"{type(self).__name__}: transform must be an adaptlr.core chain or a factory "
                 f"returning one, got {type(transform).__name__}"
             )
+        if isinstance(params, (int, float)) or params is None:
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of tensors or of dicts "
+                f"(param groups), got {params!r}"
+            )
         self._factory = transform
         self._hyper = (
             ()
@@ -92,6 +97,11 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # Validate the completed group before torch records it, so nothing is half-applied.
         if isinstance(param_group, dict):
+            if "params" not in param_group:
+                raise ValueError(
+                    f"{type(self).__name__}.add_param_group: the group needs a 'params' entry "
+                    f"(the tensors to optimize), got keys {sorted(param_group)}"
+                )
             params = param_group.get("params")
             if params is not None and not isinstance(params, (Tensor, set)):
                 param_group["params"] = list(params)  # a generator must survive the check
@@ -110,12 +120,24 @@ class Optimizer(torch.optim.Optimizer):
         try:
             return cache[values]
         except TypeError:  # an unhashable hyperparameter (e.g. a list): build it every time
-            return self._factory(**dict(zip(self._hyper, values)))
+            return self._build(group, values)
         except KeyError:
             if len(cache) > 64:  # a scheduler writing a new lr each step: keep memory bounded
                 cache.clear()
-            cache[values] = self._factory(**dict(zip(self._hyper, values)))
+            cache[values] = self._build(group, values)
             return cache[values]
+
+    def _build(self, group: dict[str, Any], values: tuple[Any, ...]) -> Transform:
+        # New hyperparameter values (a scheduler, or a hand edit of the group): check them
+        # as the constructor did, before they reach a parameter.
+        self.check_group(group)
+        t = self._factory(**dict(zip(self._hyper, values)))
+        if not isinstance(t, Transform):
+            raise TypeError(
+                f"{type(self).__name__}: the transform factory must return an adaptlr.core "
+                f"chain, got {type(t).__name__}"
+            )
+        return t
 
     @classmethod
     def transform(cls, **hyperparameters: Any) -> Transform:

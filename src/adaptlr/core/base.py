@@ -18,6 +18,7 @@ state dict of an adaptlr optimizer reads like torch's.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,11 @@ class Part:
     #: the part's factor of η (learning-rate parts), for :meth:`Transform.effective_lr`
     is_scale: bool = False
 
+    def __post_init__(self) -> None:
+        # Hyperparameters are checked where they are given, not found as NaN many steps later.
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            _check_field(type(self).__name__, f.name, str(f.type), getattr(self, f.name))
+
     def coefficients(
         self, ctx: Context, scalars: Mapping[str, float]
     ) -> tuple[dict[str, float], dict[str, float]]:
@@ -175,6 +181,21 @@ class Part:
 
 
 State = list[dict[str, Tensor]]
+
+
+def _check_field(owner: str, name: str, kind: str, value: Any) -> None:
+    """A part's field: ``float`` a finite number, ``Value`` that or a schedule, ``bool`` a bool."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    elif kind in ("float", "Value"):
+        if kind == "Value" and callable(value):
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            allowed = "a number or a schedule" if kind == "Value" else "a number"
+            raise TypeError(f"{owner}: {name} must be {allowed}, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -253,7 +274,11 @@ class Transform:
 
     def init(self, params: Sequence[Tensor]) -> State:
         """The initial state of each tensor in ``params``."""
-        return [self.init_one(p) for p in params]
+        items = [params] if isinstance(params, Tensor) else _seq(params)
+        if isinstance(params, Tensor) or not all(isinstance(p, Tensor) for p in items):
+            raise TypeError(f"init: params must be a sequence of tensors, got {params!r:.80}")
+
+        return [self.init_one(p) for p in items]
 
     def update(
         self,
@@ -272,6 +297,14 @@ class Transform:
                 f"update: grads, state and params must have the same length, got "
                 f"{len(grads)}, {len(state)} and {len(params)}"
             )
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"update: count must be a non-negative int, got {count!r}")
+        for i, (g, p) in enumerate(zip(grads, params)):
+            if g.shape != p.shape:
+                raise ValueError(
+                    f"update: gradient {i} has shape {tuple(g.shape)}, its parameter "
+                    f"{tuple(p.shape)}"
+                )
         new_state = [dict(s) for s in state]
         steps = [int(s["step"].item()) + 1 for s in state]
         for s, step in zip(new_state, steps):
@@ -322,6 +355,13 @@ class Transform:
         if sigma is None:
             return None
         return eta / sigma
+
+
+def _seq(x: Any) -> Sequence[Any]:
+    try:
+        return list(x)
+    except TypeError:
+        raise TypeError(f"init: params must be a sequence of tensors, got {x!r:.80}") from None
 
 
 def _real(t: Tensor) -> Tensor:

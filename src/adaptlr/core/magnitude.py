@@ -56,18 +56,18 @@ class rms(Magnitude):
     .. math:: \sigma_t = \sqrt{\tfrac{1}{t}\sum_{k=1}^{t} g_k^2} + \epsilon
 
     (the lecture counts from 0 and writes :math:`1/(t+1)`). The mean is kept as a running
-    mean, :math:`v_t = v_{t-1} + (g_t^2 - v_{t-1})/t`, so it cannot overflow.
+    mean, :math:`v_t = (1 - 1/t)\,v_{t-1} + g_t^2/t`, so it does not grow with t and an
+    infinite square stays infinite instead of turning into inf − inf.
     """
 
     eps: float = 1e-8
     buffers = (Buffer("mean_square"),)
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        return {"w": 1.0 / ctx.step}, {}
+        return {"keep": 1.0 - 1.0 / ctx.step, "take": 1.0 / ctx.step}, {}
 
     def accumulate(self, u, buf, c, ops):
-        v = buf["mean_square"]
-        return {"mean_square": v + c["w"] * (u * u - v)}
+        return {"mean_square": c["keep"] * buf["mean_square"] + c["take"] * (u * u)}
 
     def sigma(self, buf, c, ops):
         return ops.sqrt(buf["mean_square"]) + self.eps
@@ -102,6 +102,7 @@ class ema_sq(Magnitude):
     name: str = "exp_avg_sq"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.init not in INITS:
             raise ValueError(f"ema_sq: init must be one of {INITS}, got {self.init!r}")
 
@@ -200,6 +201,7 @@ class rule(Part):
     magnitude: Magnitude
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.magnitude, Magnitude):
             raise TypeError(
                 f"rule: magnitude must be a magnitude part (rss, rms, ema_sq, rectified), "

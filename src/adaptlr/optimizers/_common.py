@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from .. import core
 from ..core import Part, Transform
 from ..core.base import Value
@@ -49,6 +51,16 @@ def check_common(owner: str, group: dict) -> None:
         if name in group:
             _checks.flag(owner, name, group[name])
     _checks.choice(owner, "nonfinite", group.get("nonfinite", "ignore"), NONFINITE)
+    for name in ("fused", "foreach"):
+        if group.get(name) not in (None, True, False):
+            raise TypeError(f"{owner}: {name} must be None, True or False, got {group[name]!r}")
+    state_dtype = group.get("state_dtype")
+    if state_dtype is not None and not (
+        isinstance(state_dtype, torch.dtype) and state_dtype.is_floating_point
+    ):
+        raise TypeError(
+            f"{owner}: state_dtype must be None or a floating torch.dtype, got {state_dtype!r}"
+        )
     for name in ("capturable", "differentiable"):
         _checks.unsupported(
             owner, name, group.get(name, False), "adaptlr steps run outside autograd and graphs"
