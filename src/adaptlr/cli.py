@@ -155,7 +155,7 @@ def _lab_run(args: argparse.Namespace) -> int:
         if not all(math.isfinite(v) and abs(v) <= MAX_START for v in point):
             raise _Error(
                 f"{cmd}: --start {args.start!r} must be two finite numbers 'x,y' "
-                f"with |x|, |y| <= {MAX_START:g}"
+                f"with |x|, |y| <= {MAX_START:.0f}"
             )
     _check_file_out(cmd, "--out", args.out, _figure_suffixes())
     if args.gif:

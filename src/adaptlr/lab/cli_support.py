@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from . import plots
 from .runs import run
@@ -19,7 +22,26 @@ def parse_point(text: str) -> tuple[float, float]:
         x, y = (float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"bad start point {text!r}; expected 'x,y', e.g. '-1.5,2'") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"bad start point {text!r}; both coordinates must be finite")
     return x, y
+
+
+#: curves are clipped into this range so that log-axis ticks stay computable
+_CURVE_MAX = 1e100
+
+
+def _plottable(y: np.ndarray, log: bool) -> np.ndarray:
+    """``y`` for a curve: non-finite values become gaps, huge ones are clipped."""
+    y = np.array(y, dtype=np.float64)
+    y[~np.isfinite(y)] = np.nan
+    return np.clip(y, 1e-30 if log else -_CURVE_MAX, _CURVE_MAX)
+
+
+def _diverged(tr) -> bool:
+    return not (np.isfinite(tr.loss).all() and np.isfinite(tr.params).all()) or bool(
+        (np.abs(tr.loss) > _CURVE_MAX).any()
+    )
 
 
 def lab_run(
@@ -46,18 +68,25 @@ def lab_run(
         trs.append(run(surf, o, [x0], steps))
     fig = plots.new_figure(13.0, 4.6)
     left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.2])
-    plots.contour(surf, trs, ax=left.add_subplot(), title=f"{surf.name}, {steps} steps")
+    diverged = [tr.label for tr in trs if _diverged(tr)]
+    title = f"{surf.name}, {steps} steps"
+    if diverged:
+        title += f"\ndiverged (curves clipped): {', '.join(diverged)}"
+    plots.contour(surf, trs, ax=left.add_subplot(), title=title)
     ax1, ax2 = right.subplots(2, 1, sharex=True)
+    known = surf.min_value is not None
+    gaps = [_plottable(tr.gap()[:, 0], log=known) for tr in trs]
+    norms = [_plottable(tr.grad_norm[:, 0], log=True) for tr in trs]
     for i, tr in enumerate(trs):
         color = plots.COLORS[i % len(plots.COLORS)]
-        gap = tr.gap()[:, 0]
-        ax1.plot(gap.clip(1e-30), color=color, label=tr.label)
-        ax2.plot(tr.grad_norm[:, 0].clip(1e-30), color=color)
-    known = surf.min_value is not None
+        ax1.plot(gaps[i], color=color, label=tr.label)
+        ax2.plot(norms[i], color=color)
     ax1.set_ylabel("loss − min" if known else "loss")
-    if known:
+    # a log axis needs at least one finite value (an all-NaN curve: the run blew up at once)
+    if known and any(np.isfinite(g).any() for g in gaps):
         ax1.set_yscale("log")
-    ax2.set_yscale("log")
+    if any(np.isfinite(n).any() for n in norms):
+        ax2.set_yscale("log")
     ax2.set_ylabel("‖gradient‖")
     ax2.set_xlabel("step")
     ax1.legend(fontsize=7)
@@ -65,7 +94,8 @@ def lab_run(
     lines = []
     for tr in trs:
         d = f", distance to minimum {tr.distance()[-1, 0]:.3g}" if surf.minima else ""
-        lines.append(f"{tr.label}: final loss {tr.loss[-1, 0]:.4g}{d}")
+        note = " (diverged)" if tr.label in diverged else ""
+        lines.append(f"{tr.label}: final loss {tr.loss[-1, 0]:.4g}{d}{note}")
     if gif:
         lines.append(f"wrote {plots.animate(surf, trs, gif)}")
     lines.append(f"wrote {path}")

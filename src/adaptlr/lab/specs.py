@@ -144,6 +144,8 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
             raise ValueError(f"{name}: bad item {item!r} in {spec!r}; {_FORM}")
         if key not in keys:
             raise ValueError(f"{name}: unknown key {key!r}; allowed: {', '.join(keys)}")
+        if key in kwargs:
+            raise ValueError(f"{name}: key {key!r} given twice in {spec!r}")
         try:
             kwargs[key] = parse_value(value)
         except ValueError:
