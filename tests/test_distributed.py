@@ -111,8 +111,11 @@ def _fsdp(model, world: int):
     return fully_shard(model, mesh=mesh)
 
 
-def _init(rank: int, world: int, port: int) -> None:
+def _init(rank: int, world: int, port: int, out: str) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # never leave this machine
+    # One kernel cache per rank: a CI run once aborted (SIGABRT, "terminate called without an
+    # active exception") in a 3-process launch sharing one cache; see the closing note.
+    os.environ["ADAPTLR_CACHE_DIR"] = f"{out}/kernels-rank{rank}"
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
@@ -126,7 +129,7 @@ def _gather(value: Any) -> list[Any]:
 
 
 def run_world2(rank: int, world: int, port: int, out: str) -> None:
-    _init(rank, world, port)
+    _init(rank, world, port, out)
     res: dict[str, Any] = {}
     try:
         # DDP, default (fused) path and reference path
@@ -202,7 +205,7 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
 
 
 def run_world3(rank: int, world: int, port: int, out: str) -> None:
-    _init(rank, world, port)
+    _init(rank, world, port, out)
     res: dict[str, Any] = {}
     try:
         ck = checkpoint.load(f"{out}/zero_w2.pt")
