@@ -270,6 +270,24 @@ def _buffer_args(prog: Program) -> str:
     return ", ".join(f"b{j}" for j in range(len(prog.buffer_keys)))
 
 
+def _numba_chunk(prog: Program) -> list[str]:
+    """The head of a numba kernel's loop over chunks: one chunk's parameter, gradient and
+    buffer views (shared by the step and the norm kernels)."""
+    return [
+        "    isz = w.itemsize",
+        "    for k in prange(ck_t.shape[0]):",
+        "        t = ck_t[k]",
+        "        lo = ck_lo[k]",
+        "        n = ck_hi[k] - lo",
+        "        P = carray(address_as(pptr[t] + lo * isz, w), n)",
+        "        G = carray(address_as(gptr[t] + lo * isz, w), n)",
+        "        o = soff[t] + lo",
+        "        r = crow[t]",
+        # slices, not b[o + i]: a non-negative index lets LLVM vectorise the loop
+        *[f"        B{j} = b{j}[o : o + n]" for j in range(len(prog.buffer_keys))],
+    ]
+
+
 def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     """A module defining ``step`` (the fused update) and one ``norm{k}`` per global norm.
 
@@ -293,17 +311,7 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     out = [
         "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
         f"def step(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi, w{bufsig}):",
-        "    isz = w.itemsize",
-        "    for k in prange(ck_t.shape[0]):",
-        "        t = ck_t[k]",
-        "        lo = ck_lo[k]",
-        "        n = ck_hi[k] - lo",
-        "        P = carray(address_as(pptr[t] + lo * isz, w), n)",
-        "        G = carray(address_as(gptr[t] + lo * isz, w), n)",
-        "        o = soff[t] + lo",
-        "        r = crow[t]",
-        # slices, not b[o + i]: a non-negative index lets LLVM vectorise the loop
-        *[f"        B{j} = b{j}[o : o + n]" for j in range(len(prog.buffer_keys))],
+        *_numba_chunk(prog),
     ]
     buf_index = {k: j for j, k in enumerate(prog.buffer_keys)}
     stores = [
@@ -324,16 +332,7 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
             "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
             f"def norm{k}(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi, w, part"
             f"{bufsig}):",
-            "    isz = w.itemsize",
-            "    for k in prange(ck_t.shape[0]):",
-            "        t = ck_t[k]",
-            "        lo = ck_lo[k]",
-            "        n = ck_hi[k] - lo",
-            "        P = carray(address_as(pptr[t] + lo * isz, w), n)",
-            "        G = carray(address_as(gptr[t] + lo * isz, w), n)",
-            "        o = soff[t] + lo",
-            "        r = crow[t]",
-            *[f"        B{j} = b{j}[o : o + n]" for j in range(len(prog.buffer_keys))],
+            *_numba_chunk(prog),
             "        acc = 0.0",
             "        for i in range(n):",
         ]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 import adaptlr
-from adaptlr.schedules.spec import parse_value
+from adaptlr.schedules.spec import parse_items
 
 __all__ = ["OPTIMIZERS", "OptimizerSpec", "parse_optimizer", "parse_schedule", "allowed_keys"]
 
@@ -134,22 +134,7 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
     keys = allowed_keys(name)
-    kwargs: dict[str, Any] = {}
-    for item in (i.strip() for i in body.split(",")):
-        if not item:
-            continue
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or not key or not value.strip():
-            raise ValueError(f"{name}: bad item {item!r} in {spec!r}; {_FORM}")
-        if key not in keys:
-            raise ValueError(f"{name}: unknown key {key!r}; allowed: {', '.join(keys)}")
-        if key in kwargs:
-            raise ValueError(f"{name}: key {key!r} given twice in {spec!r}")
-        try:
-            kwargs[key] = parse_value(value)
-        except ValueError:
-            raise ValueError(f"{name}: bad value {value!r} for {key!r}; {_FORM}") from None
+    kwargs = parse_items(name, spec, body, keys, _FORM)
     out = OptimizerSpec(name, kwargs)
     # build once on a dummy parameter: the optimizer's own checks (lr < 0, betas out of
     # range, wrong types) then fail here, with the spec in the message

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import shapes
@@ -60,6 +60,29 @@ def parse_value(text: str) -> Any:
     return text.strip("'\"")
 
 
+def parse_items(
+    name: str, spec: str, body: str, allowed: Sequence[str], form: str
+) -> dict[str, Any]:
+    """The ``key=value`` items of a ``name:key=value,...`` spec (commas inside ``[...]`` do not
+    split), each key once and in ``allowed``, values by :func:`parse_value`; a one-line
+    ``ValueError`` otherwise. Shared by schedule and optimizer specs."""
+    kwargs: dict[str, Any] = {}
+    for item in _split_items(body):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key or not value.strip():
+            raise ValueError(f"{name}: bad item {item!r} in {spec!r}; {form}")
+        if key not in allowed:
+            raise ValueError(f"{name}: unknown key {key!r}; allowed: {', '.join(allowed)}")
+        if key in kwargs:
+            raise ValueError(f"{name}: key {key!r} given twice in {spec!r}")
+        try:
+            kwargs[key] = parse_value(value)
+        except ValueError:
+            raise ValueError(f"{name}: bad value {value!r} for {key!r}; {form}") from None
+    return kwargs
+
+
 def from_spec(spec: str, lr: float | None = None) -> Schedule:
     """Build a schedule from a spec such as ``"warmup_cosine:warmup=50,total=500"``.
 
@@ -83,20 +106,7 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
     factory = SCHEDULES[name]
     params = inspect.signature(factory).parameters
     allowed = ", ".join(params)
-    kwargs: dict[str, object] = {}
-    for item in _split_items(body):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ValueError(f"{name}: bad item {item!r} in spec {spec!r}; {_FORM}")
-        if key not in params:
-            raise ValueError(f"{name}: unknown key {key!r}; allowed: {allowed}")
-        if key in kwargs:
-            raise ValueError(f"{name}: key {key!r} given twice")
-        try:
-            kwargs[key] = parse_value(value)
-        except ValueError:
-            raise ValueError(f"{name}: bad value {value!r} for {key!r}; {_FORM}") from None
+    kwargs = parse_items(name, spec, body, list(params), _FORM)
     lr_arg = _LR_ARG.get(name, "lr")
     if lr is not None and lr_arg is not None and lr_arg not in kwargs:
         kwargs[lr_arg] = lr
