@@ -250,7 +250,7 @@ _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREAD
 def _exit_now() -> None:
     """End a rank whose work is done without the interpreter's teardown.
 
-    In 2 of 5 full CI runs one rank of the 3-process launch died with SIGABRT ("terminate
+    In 2 of 4 full CI runs one rank of the 3-process launch died with SIGABRT ("terminate
     called without an active exception", a C++ thread destroyed while joinable) with no Python
     traceback; standalone runs never did. Skipping teardown avoids that path; a failure during
     the work still raises before this is reached.
