@@ -163,3 +163,24 @@ def test_loading_a_state_dict_frees_the_old_flat_buffers():
     plans = fused.__dict__["_adaptlr_plans"]
     assert len(plans) == 1
     assert next(iter(plans.values())).group is fused.param_groups[0]
+
+
+def test_a_scheduler_changing_lr_every_step_reuses_one_program():
+    """Only a coefficient changes: one traced program and one compiled kernel, not one a step."""
+    import adaptlr
+    from adaptlr import kernels
+    from adaptlr.kernels import backends
+
+    w = torch.nn.Parameter(torch.zeros(64))
+    opt = adaptlr.Adam([w], lr=0.1, betas=(0.85, 0.995))  # a chain no other test traces
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.99)
+    w.grad = torch.ones(64)
+    opt.step()
+    sched.step()
+    programs, compiled = len(kernels._by_signature), len(backends._by_program)
+    for _ in range(20):
+        w.grad = torch.ones(64)
+        opt.step()
+        sched.step()
+    assert len(kernels._by_signature) == programs
+    assert len(backends._by_program) == compiled

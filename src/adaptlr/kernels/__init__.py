@@ -39,6 +39,9 @@ class FusedFallbackWarning(UserWarning):
 
 
 _programs: dict[str, Program | str] = {}
+#: one Program object per distinct program, so that the compiled kernels and flat plans keyed
+#: on it are reused when only a coefficient (e.g. an lr written by a scheduler) changed
+_by_signature: dict[str, Program] = {}
 
 
 def program_for(transform: Transform) -> Program:
@@ -46,11 +49,14 @@ def program_for(transform: Transform) -> Program:
     key = repr(transform)
     prog = _programs.get(key)
     if prog is None:
+        if len(_programs) > 256:  # a scheduler makes a new text every step: stay bounded
+            _programs.clear()
         try:
             prog = trace(transform)
         except TraceError as exc:
             _programs[key] = str(exc)
             raise
+        prog = _by_signature.setdefault(prog.signature(), prog)
         _programs[key] = prog
     if isinstance(prog, str):
         raise TraceError(prog)
