@@ -146,23 +146,15 @@ def may_overflow(name, cfg, dtype, state_dtype, kinds) -> bool:
       does exactly the same). RootMeanSquare keeps inf too (its running mean is written
       (1 − 1/t)·v + g²/t: test_rms_huge_gradients_with_float32_state).
     """
-    tiny = any(k in ("tiny", "mixed") for row in kinds for k in row)
     sdt = state_dtype_of(dtype, state_dtype)
-    if tiny and cfg.get("centered") and torch.finfo(sdt).bits > torch.finfo(dtype).bits:
-        # a known bug (test_centered_rmsprop_tiny_gradient_with_wider_state, xfail): g² is
-        # formed in the gradient's dtype and underflows to 0 while the wider grad_avg keeps
-        # g·(1 − α), so square_avg − grad_avg² < 0 and its square root is NaN
-        return True
     huge = any(k in ("huge", "mixed") for row in kinds for k in row)
     if not huge:
         return False
     if dtype == torch.float16 and name == "sgd":
         return True
-    # g² is formed in the *gradient's* dtype (a known bug for float16 parameters, whose state
-    # is float32 precisely so that moments fit: test_float16_square_overflows_float32_state):
-    # float16 overflows for |g| > 256, float32 for |g| > 1.8e19
-    square_max = min(torch.finfo(sdt).max, torch.finfo(dtype).max)
-    if huge_for(dtype) ** 2 > square_max:
+    # g² is formed in the state's dtype (float32 for float16 parameters): float32 overflows
+    # for |g| > 1.8e19
+    if huge_for(dtype) ** 2 > torch.finfo(sdt).max:
         if cfg.get("centered"):
             return True
     return False
@@ -386,15 +378,10 @@ def test_huge_gradients_with_float64_state_move_normalised_optimizers_by_about_l
         assert math.isfinite(float(opt.state[p]["step"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: centered RMSprop with state_dtype wider than the parameter (float64 state, "
-    "float32 parameter) gives NaN on both paths after a tiny gradient: g² is computed in "
-    "float32 and underflows to 0 while grad_avg keeps -1e-32 in float64, so "
-    "square_avg - grad_avg² = -1e-64 and sqrt gives NaN",
-)
 @pytest.mark.parametrize("fused", [None, False], ids=["fused", "reference"])
 def test_centered_rmsprop_tiny_gradient_with_wider_state(fused):
+    """g² is formed in the float64 state, not in float32 where 1e-30² underflows to 0 while
+    grad_avg keeps (1 − α)·1e-30 (then square_avg − grad_avg² < 0 and its root is NaN)."""
     import adaptlr
 
     p = torch.tensor(0.5, requires_grad=True)
@@ -407,16 +394,11 @@ def test_centered_rmsprop_tiny_gradient_with_wider_state(fused):
     assert torch.isfinite(p).all(), p
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: float16 parameters keep float32 state, but g² is computed in float16 before "
-    "it reaches the state (core/base.py Transform.update squares the float16 gradient; the "
-    "fused kernel copies that), so |g| > 256 puts inf in exp_avg_sq/mean_square: Adam then "
-    "takes zero steps for good, RootMeanSquare turns NaN",
-)
 @pytest.mark.parametrize("fused", [None, False], ids=["fused", "reference"])
 @pytest.mark.parametrize("name", ["adam", "rootmeansquare"])
-def test_float16_square_overflows_float32_state(name, fused):
+def test_float16_square_fits_float32_state(name, fused):
+    """float16 parameters keep float32 state, and g² is formed there: in float16 a gradient of
+    300 squares to inf (max 65504), which would stop Adam for good and make RootMeanSquare NaN."""
     p = torch.tensor([0.5], dtype=torch.float16, requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FusedFallbackWarning)
@@ -427,3 +409,10 @@ def test_float16_square_overflows_float32_state(name, fused):
     for key, value in opt.state[p].items():
         assert torch.isfinite(value).all(), (key, value)
     assert torch.isfinite(p).all(), p
+    if name == "adam":
+        # v_t = β₂·v_{t-1} + (1 − β₂)·g², by hand in float64
+        v = 0.0
+        for g in (1.0, 300.0, 1.0):
+            v = 0.999 * v + 0.001 * g * g
+        got = float(opt.state[p]["exp_avg_sq"])
+        assert got == pytest.approx(v, rel=1e-6)

@@ -425,9 +425,22 @@ def test_nonfinite_ignore_is_torch_behaviour_and_the_default():
         adaptlr.Adam([param(2)], nonfinite="maybe")
 
 
-def test_a_group_that_can_never_train_warns_frozen_tensors_are_accepted():
-    with pytest.warns(UserWarning, match="requires grad"):
+def test_a_group_that_can_never_train_is_refused_frozen_tensors_among_others_accepted():
+    with pytest.raises(ValueError, match="none of the 1 tensors .* requires grad"):
         adaptlr.Adam([torch.zeros(3)])
+    head, body = param(2), torch.zeros(3)
+    opt = adaptlr.SGD([head], lr=0.1)
+    with pytest.raises(ValueError, match="allow_frozen=True"):
+        opt.add_param_group({"params": [body]})
+    assert len(opt.param_groups) == 1 and opt.state == {}  # nothing half-applied
+    with pytest.raises(TypeError, match="allow_frozen must be True or False"):
+        opt.add_param_group({"params": [body], "allow_frozen": "yes"})
+    # progressive unfreezing: a group frozen on purpose, trained once unfrozen
+    opt.add_param_group({"params": [body], "allow_frozen": True})
+    body.requires_grad_(True)
+    body.grad = torch.ones(3)
+    opt.step()
+    assert torch.equal(body.detach(), torch.full((3,), -0.1))
     model = torch.nn.Linear(2, 2)
     model.weight.requires_grad_(False)  # fine-tuning: accepted silently, as torch.optim does
     import warnings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import warnings
 from collections.abc import Callable, Iterable
 from itertools import compress
 from operator import attrgetter
@@ -106,7 +105,7 @@ class Optimizer(torch.optim.Optimizer):
             if params is not None and not isinstance(params, (Tensor, set)):
                 param_group["params"] = list(params)  # a generator must survive the check
             self.check_group({**self.defaults, **param_group})
-            _warn_if_frozen(type(self).__name__, param_group.get("params"))
+            _check_trainable(type(self).__name__, param_group)
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("applied_steps", 0)
         self.param_groups[-1].setdefault("skipped_steps", 0)
@@ -291,18 +290,24 @@ class Optimizer(torch.optim.Optimizer):
                     self.state[p][k] = v.to(device=p.device, copy=True)
 
 
-def _warn_if_frozen(owner: str, params: Any) -> None:
-    """Warn when no tensor of a group requires grad: such a group can never be updated.
+def _check_trainable(owner: str, group: dict[str, Any]) -> None:
+    """Refuse a group none of whose tensors requires grad: it could never be updated.
 
-    Frozen tensors are accepted, as torch.optim accepts them (fine-tuning, progressive
-    unfreezing), so this is a warning, not an error.
+    Frozen tensors *among* trainable ones are accepted, as torch.optim accepts them
+    (fine-tuning with ``optimizer(model.parameters())``); a group that is frozen on purpose,
+    to be unfrozen later, says so with ``allow_frozen=True``.
     """
+    params = group.get("params")
     items = [params] if isinstance(params, Tensor) else list(params or [])
     tensors = [x[1] if isinstance(x, tuple) else x for x in items]
     tensors = [t for t in tensors if isinstance(t, Tensor)]
-    if tensors and not any(t.requires_grad for t in tensors):
-        warnings.warn(
-            f"{owner}: none of the {len(tensors)} tensors of this param group requires grad, so "
-            f"it will never be updated (set requires_grad=True, or pass nn.Parameters)",
-            stacklevel=3,
-        )
+    allow = group.get("allow_frozen", False)
+    if not isinstance(allow, bool):
+        raise TypeError(f"{owner}: allow_frozen must be True or False, got {allow!r}")
+    if tensors and not allow:
+        if not any(t.requires_grad for t in tensors):
+            raise ValueError(
+                f"{owner}: none of the {len(tensors)} tensors of this param group requires "
+                f"grad, so it could never be updated: set requires_grad=True (or pass "
+                f"nn.Parameters), or give the group allow_frozen=True if you unfreeze it later"
+            )

@@ -25,10 +25,18 @@ def test_every_name_builds_an_adaptlr_optimizer(name: str) -> None:
 
 
 def test_lecture_variants() -> None:
-    assert type(parse_optimizer("rms").build([torch.zeros(1)])) is adaptlr.RootMeanSquare
-    opt = parse_optimizer("rmsprop_lecture").build([torch.zeros(1)])
+    assert (
+        type(parse_optimizer("rms").build([torch.zeros(1, requires_grad=True)]))
+        is adaptlr.RootMeanSquare
+    )
+    opt = parse_optimizer("rmsprop_lecture").build([torch.zeros(1, requires_grad=True)])
     assert opt.param_groups[0]["init"] == "first_gradient"
-    assert parse_optimizer("momentum").build([torch.zeros(1)]).param_groups[0]["momentum"] == 0.9
+    assert (
+        parse_optimizer("momentum")
+        .build([torch.zeros(1, requires_grad=True)])
+        .param_groups[0]["momentum"]
+        == 0.9
+    )
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,11 @@ class Transform:
         return ("step",) + tuple(k for s in self.slots for k in s.names.values())
 
     @property
+    def buffer_keys(self) -> tuple[str, ...]:
+        """The state keys of the per-element buffers, in chain order."""
+        return tuple(s.names[b.name] for s in self.slots for b in s.part.buffers)
+
+    @property
     def parts(self) -> tuple[Part, ...]:
         return tuple(s.part for s in self.slots)
 
@@ -312,6 +317,14 @@ class Transform:
         # Complex numbers are updated as pairs of reals, as torch.optim does.
         us = [_real(g) for g in grads]
         ps = [_real(p) for p in params]
+        keys = self.buffer_keys
+        for i, st in enumerate(new_state):
+            # The update is formed in the state's dtype where that is wider than the gradient's:
+            # a float16 gradient of 300 squares to inf in float16, not in its float32 state.
+            if keys and keys[0] in st:
+                wide = torch.promote_types(us[i].dtype, _real(st[keys[0]]).dtype)
+                if wide != us[i].dtype:
+                    us[i] = us[i].to(wide)
         for slot in self.slots:
             part = slot.part
             norm = math.sqrt(part.reduce_sq(_sum_sq(us))) if part.needs_norm else 0.0

@@ -11,12 +11,14 @@ one tensor each, all chunks of a step in one launch.
 - ``ck_t``, ``ck_lo``, ``ck_hi``: per chunk, its tensor and element range in that tensor;
 - the flat state buffers, in ``Program.buffer_keys`` order.
 
-Dtypes follow torch's rules operation by operation, as the reference path computes: ``g`` and
-``p`` have the parameters' dtype, buffers the state's (float32 for bf16/fp16 parameters by
-default), an operation on two tensors takes the promoted dtype and a Python float takes the
-tensor's. bfloat16/float16 values are held in float32 (torch's "opmath") and rounded back
-after every operation; which operand rounding torch's CPU kernels apply to a Python float
-with a low-precision tensor is mirrored in :func:`_scalar_mode`. Kernels read and write
+Dtypes follow torch's rules operation by operation, as the reference path computes: ``p`` has
+the parameters' dtype, ``g`` the promotion of the parameters' and the state's (the reference
+casts the gradient up to a wider state before the first part, so that float16 gradients
+square in float32), buffers the state's (float32 for bf16/fp16 parameters by default), an
+operation on two tensors takes the promoted dtype and a Python float takes the tensor's.
+bfloat16/float16 values are held in float32 (torch's "opmath") and rounded back after every
+operation; which operand rounding torch's CPU kernels apply to a Python float with a
+low-precision tensor is mirrored in :func:`_scalar_mode`. Kernels read and write
 bf16/fp16 memory as uint16 bits (numba has no bfloat16).
 """
 
@@ -194,7 +196,10 @@ class _Body:
 
     # -- nodes ---------------------------------------------------------------------------
     def _node_dtype(self, n: Sym) -> str:
-        if n.op in ("g", "p"):
+        if n.op == "g":
+            # as the reference: the update is formed in the state's dtype where that is wider
+            return _promote(self.pd, self.sd) if self.prog.buffer_keys else self.pd
+        if n.op == "p":
             return self.pd
         if n.op == "buf":
             return self.sd
@@ -219,7 +224,9 @@ class _Body:
                 continue
             dt = self.dtype[n.index] = self._node_dtype(n)
             if n.op == "g":
-                expr = self._load("G[i]" if numba else "tl.load(G + offs, mask=mask)", dt)
+                expr = self._load("G[i]" if numba else "tl.load(G + offs, mask=mask)", self.pd)
+                if compute_type(self.pd) != compute_type(dt):
+                    expr = self._to(expr, compute_type(dt))
             elif n.op == "p":
                 expr = self._load("P[i]" if numba else "tl.load(P + offs, mask=mask)", dt)
             elif n.op == "buf":
