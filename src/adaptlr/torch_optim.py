@@ -15,6 +15,7 @@ from torch import Tensor
 from . import kernels
 from .core import Transform
 from .core.base import LOW_PRECISION, resolve
+from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
 _GRAD = attrgetter("grad")
@@ -88,6 +89,8 @@ class Optimizer(torch.optim.Optimizer):
             )
         )
         super().__init__(params, defaults)
+        #: what the last step measured per group, when asked by :meth:`request_stats`
+        self.last_stats: list[StepStats | None] = []
 
     # -- hyperparameters --------------------------------------------------------------------
     def check_group(self, group: dict[str, Any]) -> None:
@@ -240,21 +243,28 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        request = self.__dict__.pop("_stats_request", None)
+        self.last_stats = [None] * len(self.param_groups)
         work = self._prepare()
         if not self._gradients_finite(work):
             for group in self.param_groups:
                 group["skipped_steps"] = group.get("skipped_steps", 0) + 1
             return loss
-        for group, params, t in work:
+        for gi, (group, params, t) in enumerate(work):
             if not params:
                 if t.collective:  # the other processes wait for this one's share of a norm
                     t.update([], [], [], count=group["applied_steps"])
                 continue
-            if group.get("fused") is not False and kernels.fused_step(self, group, params, t):
-                group["applied_steps"] += 1
-                continue
+            if group.get("fused") is not False:
+                taken = kernels.fused_step(self, group, params, t, request)
+                if taken:
+                    group["applied_steps"] += 1
+                    if isinstance(taken, StepStats):
+                        self.last_stats[gi] = taken
+                    continue
             self._init_state(group, params, t)
             states = [self.state[p] for p in params]
+            old = snapshot(params) if request is not None else None
             updates, new_states = t.update(
                 [p.grad for p in params], states, params, count=group["applied_steps"]
             )
@@ -262,7 +272,24 @@ class Optimizer(torch.optim.Optimizer):
                 p.add_(u)
                 st.update(new)
             group["applied_steps"] += 1
+            if request is not None and old is not None:
+                self.last_stats[gi] = reference_stats(
+                    t, params, old, states, group["applied_steps"], request
+                )
         return loss
+
+    def request_stats(self, sample: int = SAMPLE, eff_lr: bool = True) -> None:
+        """Measure the next :meth:`step`: its results are in :attr:`last_stats` after it.
+
+        Per param group, a :class:`adaptlr.stats.StepStats`: the sums of squares of the
+        gradient, of the update and of the new parameters, per-tensor gradient sums of squares,
+        the gradient at a fixed sample of about ``sample`` elements and, with ``eff_lr``,
+        η_t/σ_t at those elements. On the fast path the step kernel measures itself in the
+        same pass over memory (this is what :class:`adaptlr.monitor.Monitor` uses); the
+        reference path keeps a copy of the parameters for the step. ``None`` for a group
+        that did not step (no gradient, or a step skipped for a non-finite gradient).
+        """
+        self._stats_request = StatsRequest(sample, eff_lr)
 
     # -- resume ------------------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -284,3 +284,67 @@ def test_demo_section_writes_images(tmp_path):
     srcs = re.findall(r"src='([^']+)'", html)
     assert len(srcs) == 5 and all((tmp_path / s).exists() for s in srcs)
     assert "oscillating" in html and "<table" in html
+
+
+@pytest.mark.parametrize("fused", [None, False], ids=["fused", "reference"])
+def test_adaptlr_optimizers_measure_their_own_step(fused, monkeypatch):
+    """adaptlr's step measures itself (adaptlr.stats): the monitor makes no pass of its own,
+    and on a model smaller than the sample every figure is exact."""
+    monkeypatch.setattr(Monitor, "_snapshot_params", None)  # would raise if called
+    monkeypatch.setattr(Monitor, "_measure_grads", None)
+    params = _params()
+    extra = torch.nn.Parameter(torch.randn(4))
+    everything = [*params, extra]
+    opt = adaptlr.Adam([{"params": params}, {"params": [extra], "lr": 0.1}], lr=0.05, fused=fused)
+    mon = Monitor(opt, every=2, percentiles=(0, 50, 100))
+    gs = [[torch.randn_like(p) for p in everything] for _ in range(3)]
+    for g in gs[:2]:
+        _step(opt, everything, g)
+        mon.record(1.0)
+    before = [p.detach().clone() for p in everything]
+    _step(opt, everything, gs[2])
+    mon.record(0.5)
+    r = mon.records[-1]
+    assert r["step"] == 2 and r["loss"] == 0.5
+    flat1 = torch.cat([g.reshape(-1) for g in gs[1]]).double()
+    flat2 = torch.cat([g.reshape(-1) for g in gs[2]]).double()
+    delta = torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(everything, before)]).double()
+    after = torch.cat([p.detach().reshape(-1) for p in everything]).double()
+    assert r["grad_norm"] == pytest.approx(float(flat2.norm()), rel=1e-6)
+    g0 = torch.cat([g.reshape(-1) for g in gs[2][:2]]).norm()
+    assert r["group_grad_norm"] == pytest.approx([float(g0), float(gs[2][2].norm())], rel=1e-6)
+    assert r["update_norm"] == pytest.approx(float(delta.norm()), rel=1e-5)
+    assert r["param_norm"] == pytest.approx(float(after.norm()), rel=1e-6)
+    cos = torch.dot(flat1, flat2) / (flat1.norm() * flat2.norm())
+    assert r["cos"] == pytest.approx(float(cos), abs=1e-9)  # step 1 was kept for step 2
+    for gi, group_eff in enumerate(opt.effective_lr()):
+        full = torch.cat([e.reshape(-1) for e in group_eff]).double()
+        got = r["eff_lr"][gi]
+        assert got["p0"] == pytest.approx(float(full.min()), rel=1e-6)
+        assert got["p50"] == pytest.approx(float(torch.quantile(full, 0.5)), rel=1e-6)
+        assert got["p100"] == pytest.approx(float(full.max()), rel=1e-6)
+
+
+def test_sampled_cosine_and_percentiles_on_a_large_model():
+    """Past SAMPLE elements the cosine and the η/σ percentiles come from a fixed sample: close
+    to the exact figures computed here from whole tensors."""
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n, generator=gen)) for n in (150_000, 60_001, 7)]
+    opt = adaptlr.Adam(params, lr=1e-3)
+    mon = Monitor(opt, percentiles=(5, 50, 95))
+    g1 = [torch.randn(p.shape, generator=gen) for p in params]
+    g2 = [0.6 * a + 0.8 * torch.randn(a.shape, generator=gen) for a in g1]
+    for g in (g1, g2):
+        _step(opt, params, g)
+        mon.record(0.0)
+    r = mon.records[-1]
+    f1 = torch.cat([g.reshape(-1) for g in g1]).double()
+    f2 = torch.cat([g.reshape(-1) for g in g2]).double()
+    exact = float(f1 @ f2 / (f1.norm() * f2.norm()))
+    assert exact == pytest.approx(0.6, abs=0.01)
+    assert r["cos"] == pytest.approx(exact, abs=0.03)  # 16k samples: error about 1/sqrt(16k)
+    assert r["grad_norm"] == pytest.approx(float(f2.norm()), rel=1e-6)  # norms stay exact
+    full = torch.cat([e.reshape(-1) for e in opt.effective_lr()[0]]).double()
+    for q in (5, 50, 95):
+        lo, hi = torch.quantile(full, torch.tensor([q - 2.0, q + 2.0], dtype=torch.float64) / 100)
+        assert float(lo) <= r["eff_lr"][0][f"p{q}"] <= float(hi), q

@@ -367,7 +367,11 @@ class Transform:
                 sigma = s if sigma is None else sigma * s
         if sigma is None:
             return None
-        return eta / sigma
+        out = eta / sigma
+        if not isinstance(out, Tensor):  # σ independent of the state (RAdam's warm-up): 1
+            ref = _real(state[self.buffer_keys[0]])
+            out = torch.full_like(ref, out)
+        return out
 
 
 def _seq(x: Any) -> Sequence[Any]:

@@ -28,6 +28,7 @@ from typing import Any
 from torch import Tensor
 
 from ..core.base import Transform
+from ..stats import StatsRequest, StepStats
 from . import backends, flat
 from .trace import Program, TraceError, trace
 
@@ -98,11 +99,18 @@ def _backend_ok(device_types: set[str]) -> str | None:
     return None
 
 
-def fused_step(optimizer: Any, group: dict, params: list[Tensor], transform: Transform) -> bool:
+def fused_step(
+    optimizer: Any,
+    group: dict,
+    params: list[Tensor],
+    transform: Transform,
+    stats: StatsRequest | None = None,
+) -> bool | StepStats:
     """Apply one step of ``group`` on the fast path; ``False`` means "take the reference path".
 
     ``params`` are the group's parameters that have a gradient this step, in group order.
-    Nothing is changed when ``False`` is returned.
+    Nothing is changed when ``False`` is returned. Otherwise ``True``, or with ``stats`` the
+    step's :class:`~adaptlr.stats.StepStats`, measured by the kernel itself.
     """
     try:
         prog = program_for(transform)
@@ -154,8 +162,10 @@ def fused_step(optimizer: Any, group: dict, params: list[Tensor], transform: Tra
             return False
         plan.active[ids] = act
     try:
-        flat.run_step(optimizer, plan, act, params, transform, prog, group["applied_steps"])
+        measured = flat.run_step(
+            optimizer, plan, act, params, transform, prog, group["applied_steps"], stats
+        )
     except flat.Unsupported as exc:
         _warn(optimizer, str(exc))
         return False
-    return True
+    return measured if measured is not None else True

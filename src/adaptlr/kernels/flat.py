@@ -17,6 +17,7 @@ plan is rebuilt, copying the current state values into new flat buffers.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import os
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..core.base import Context, Transform
+from ..stats import StatsRequest, StepStats, eff_step, stride_for
 from . import backends
 from .trace import Program
 
@@ -92,6 +94,9 @@ class Bucket:
     arrays: list[Any] = field(default_factory=list)  # buffers as numpy (CPU) in program order
 
 
+_SERIALS = itertools.count()
+
+
 @dataclass
 class Active:
     """What a step needs about one set of stepped parameters (cached while it repeats)."""
@@ -103,6 +108,8 @@ class Active:
     all_states: list[dict]  # optimizer.state's values when the tables were made
     #: per bucket: positions in ``params``, local indices in the bucket, chunk tables, ...
     parts: list[dict[str, Any]]
+    #: distinct for every Active made: the monitor's sample is comparable within one
+    serial: int = field(default_factory=lambda: next(_SERIALS))
 
 
 class Plan:
@@ -399,9 +406,11 @@ def run_step(
     transform: Transform,
     prog: Program,
     count: int,
-) -> None:
+    stats: StatsRequest | None = None,
+) -> StepStats | None:
     """Update ``params`` and their state in place: one kernel launch per bucket (plus one
-    per global norm)."""
+    per global norm). With ``stats``, the kernel also measures the step (see
+    :mod:`adaptlr.stats`), and that is returned."""
     grads = list(map(operator.attrgetter("grad"), params))
     if plan.dtensor:
         grads = [shard(g) for g in grads]
@@ -446,14 +455,158 @@ def run_step(
     for part, b, local, new_steps, uniq, inverse, gptr in work:
         table, new_scal = coefficient_rows(transform, prog, uniq, scalar_names, count, norms)
         launches.append((part, b, local, new_steps, table, new_scal, inverse, gptr))
+    stride = 0
+    if stats is not None:
+        elements = sum(int(part["bucket"].numels[part["local"]].sum()) for part in act.parts)
+        stride = stride_for(elements, stats.sample)
+    measured = []
     # every check passed and every coefficient is known: only now does anything change
     for part, b, local, new_steps, table, new_scal, inverse, gptr in launches:
-        _launch(prog, b, part, table, inverse, gptr, "step")
+        if stats is None:
+            _launch(prog, b, part, table, inverse, gptr, "step")
+        else:
+            measured.append(_launch_stats(prog, b, part, table, inverse, gptr, stride))
         b.steps.numpy()[local] = new_steps
         for k in scalar_names:
             values = np.array([row[k] for row in new_scal], dtype=np.float64)
             b.scalars[k].numpy()[local] = values[inverse]
     del grads  # (kept alive until the kernels ran)
+    if stats is None:
+        return None
+    return _step_stats(act, measured, transform, prog, scalar_names, count + 1, stride, stats)
+
+
+def _sample_slots(part: dict, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sampled elements of a part (every flat offset that is a multiple of ``stride``),
+    cached per stride: per tensor, where its samples start in the sample (``sbase``, minus its
+    first offset // stride, as the kernels index), and per sample, its tensor (index into
+    the part)."""
+    cache = part.setdefault("slots", {})
+    if stride not in cache:
+        soff = part["soff"]
+        numels = part["bucket"].numels[part["local"]]
+        first = -(-soff // stride)
+        counts = np.maximum(-(-(soff + numels) // stride) - first, 0)
+        tensor = np.repeat(np.arange(len(soff), dtype=np.int64), counts)
+        sbase = (np.cumsum(counts) - counts - first).astype(np.int64)
+        cache[stride] = (sbase, tensor)
+    return cache[stride]
+
+
+def _launch_stats(
+    prog: Program,
+    b: Bucket,
+    part: dict,
+    table: np.ndarray,
+    inverse: np.ndarray,
+    gptr: np.ndarray,
+    stride: int,
+) -> tuple[np.ndarray, Tensor]:
+    """The step kernel that measures itself: per-chunk sums, and the sampled gradient and
+    new buffers (rows of the returned sample: the gradient, then ``prog.buffer_keys``)."""
+    ck_t = part["chunks"][0]
+    sbase, tensor = _sample_slots(part, stride)
+    size = len(tensor)
+    rows = 1 + len(prog.buffer_keys)
+    if b.device.type == "cpu" and not _force_triton():
+        # every chunk writes its row of sums and every sample is written: no zeroing
+        sums = np.empty((len(ck_t), 3), dtype=np.float64)
+        sample = np.empty((rows, size), dtype=np.float64)
+        extra = (sums, sample.reshape(-1), stride, size, sbase)
+        _launch(prog, b, part, table, inverse, gptr, "step_stats", extra)
+        return sums, torch.from_numpy(sample)
+    sbase_t = part.setdefault("sbase_dev", {}).get(stride)
+    if sbase_t is None:
+        sbase_t = part["sbase_dev"][stride] = torch.from_numpy(sbase).to(b.device)
+    both = torch.zeros(len(ck_t) * 3 + rows * size, dtype=torch.float64, device=b.device)
+    sums_t, sample_t = both[: len(ck_t) * 3], both[len(ck_t) * 3 :]
+    _launch(
+        prog, b, part, table, inverse, gptr, "step_stats", (sums_t, sample_t, stride, size, sbase_t)
+    )
+    host = both.cpu()  # one transfer of the per-chunk sums and the sample
+    return host[: len(ck_t) * 3].numpy().reshape(-1, 3), host[len(ck_t) * 3 :].view(rows, size)
+
+
+def _step_stats(
+    act: Active,
+    measured: list[tuple[np.ndarray, Tensor]],
+    transform: Transform,
+    prog: Program,
+    scalar_names: list[str],
+    count: int,
+    stride: int,
+    request: StatsRequest,
+) -> StepStats:
+    """Assemble the group's :class:`~adaptlr.stats.StepStats` from each bucket's sums."""
+    tensor_grad_sq = np.zeros(len(act.params), dtype=np.float64)
+    totals = np.zeros(3, dtype=np.float64)
+    samples: list[Tensor] = []
+    eff: list[Tensor] | None = []
+    for part, (sums, sample) in zip(act.parts, measured):
+        ck_t = part["chunks"][0]
+        per_tensor = np.bincount(ck_t, weights=sums[:, 0], minlength=len(part["pos"]))
+        tensor_grad_sq[part["pos"]] = per_tensor
+        totals += sums.sum(axis=0)
+        samples.append(sample[0])
+        if request.eff_lr and eff is not None:
+            try:  # the step is done: a measurement must not fail it (nor make it re-run)
+                e = _sample_eff_lr(part, sample[1:], transform, prog, scalar_names, count, stride)
+            except Exception:  # noqa: BLE001
+                e = None
+            eff = None if e is None else eff + [e]
+    return StepStats(
+        grad_sq=float(totals[0]),
+        update_sq=float(totals[1]),
+        param_sq=float(totals[2]),
+        tensor_grad_sq=torch.from_numpy(tensor_grad_sq),
+        grad_sample=torch.cat(samples),
+        sample_key=("fused", act.serial, stride),
+        eff_lr=torch.cat(eff) if eff and request.eff_lr else None,
+        fused=True,
+    )
+
+
+def _sample_eff_lr(
+    part: dict,
+    buffers: Tensor,
+    transform: Transform,
+    prog: Program,
+    scalar_names: list[str],
+    count: int,
+    stride: int,
+) -> Tensor | None:
+    """η_t/σ_t at the sampled elements of a part, from its state after the step (``buffers``:
+    the kernel's sample of them, one row per buffer): one call of
+    :meth:`Transform.effective_lr` per distinct (step, scalars) row."""
+    b: Bucket = part["bucket"]
+    _, tensor = _sample_slots(part, stride)
+    if not len(tensor):
+        return None
+    every = eff_step(len(tensor))
+    tensor, buffers = tensor[::every], buffers[:, ::every]
+    local = part["local"]
+    cols = [b.steps.numpy()[local]] + [b.scalars[k].numpy()[local] for k in scalar_names]
+    keys = np.stack(cols, axis=1).astype(np.float64)
+    if (keys == keys[0]).all():  # the usual case: every tensor at the same step
+        uniq, rows = keys[:1], np.zeros(len(tensor), dtype=np.int64)
+    else:
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        rows = inverse.reshape(-1)[tensor]
+    # in float64 (exact copies of the state's values): η/σ for percentiles, not for a step
+    gathered = {k: buffers[j] for j, k in enumerate(prog.buffer_keys)}
+    out = []
+    for r, row in enumerate(uniq):
+        sel = None if len(uniq) == 1 else torch.from_numpy(np.flatnonzero(rows == r))
+        st: dict[str, Tensor] = {"step": torch.tensor(row[0], dtype=b.steps.dtype)}
+        for j, k in enumerate(scalar_names):
+            st[k] = torch.tensor(row[1 + j], dtype=b.scalars[k].dtype)
+        for k, v in gathered.items():
+            st[k] = v if sel is None else v.index_select(0, sel)
+        e = transform.effective_lr(st, count)
+        if e is None:
+            return None
+        out.append(e.detach().reshape(-1).float().cpu())
+    return torch.cat(out)
 
 
 def _launch(
@@ -464,6 +617,7 @@ def _launch(
     inverse: np.ndarray,
     gptr: np.ndarray,
     fn: str,
+    extra: tuple = (),
 ) -> float:
     ck_t, ck_lo, ck_hi = part["chunks"]
     konst = np.array(prog.graph.consts or [0.0], dtype=np.float64)
@@ -481,15 +635,15 @@ def _launch(
             threads = part["threads"] = max(1, min(_max_threads(), elems // PARALLEL_GRAIN))
         before = _set_threads(threads)
         try:
-            if fn == "step":
-                mod.step(*args, witness, *b.arrays)
+            if fn.startswith("step"):
+                getattr(mod, fn)(*args, witness, *extra, *b.arrays)
                 return 0.0
             partial = np.zeros(len(ck_t), dtype=np.float64)
             getattr(mod, fn)(*args, witness, partial, *b.arrays)
             return float(partial.sum())
         finally:
             _set_threads(before)  # the user's own numba code keeps its thread count
-    return _launch_triton(prog, b, part, table, inverse, gptr, konst, fn)
+    return _launch_triton(prog, b, part, table, inverse, gptr, konst, fn, extra)
 
 
 def _set_threads(n: int) -> int:
@@ -513,7 +667,7 @@ def _max_threads() -> int:
 _NO_FMA = {"enable_fp_fusion": False}
 
 
-def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn) -> float:  # type: ignore[no-untyped-def]
+def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn, extra=()) -> float:  # type: ignore[no-untyped-def]
     mod = backends.triton_module(prog, DTYPE_NAME[b.dtype], DTYPE_NAME[b.state_dtype])
     dev = b.device
     dt = part.get("dev_tables")
@@ -532,8 +686,9 @@ def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn) -> float:  # 
     if n == 0:
         return 0.0
     args = (pptr, gptr_t, soff, crow, coef, konst_t, ck_t, ck_lo, ck_hi)
-    if fn == "step":
-        mod.step[(n,)](*args, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA)
+    if fn.startswith("step"):
+        kernel = getattr(mod, fn)
+        kernel[(n,)](*args, *extra, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA)
         return 0.0
     partial = torch.zeros(n, dtype=torch.float64, device=dev)
     getattr(mod, fn)[(n,)](
