@@ -290,6 +290,11 @@ def test_sparse_gradients_are_refused_before_any_change():
         opt.step()
     assert torch.equal(dense.detach(), before)
     assert len(opt.state) == 0
+    # in a second group, after a dense one that would step first
+    opt2 = adaptlr.SGD([{"params": [dense]}, {"params": list(emb.parameters())}], lr=0.1)
+    with pytest.raises(TypeError, match=r"sparse gradients \(param group 1\)"):
+        opt2.step()
+    assert torch.equal(dense.detach(), before)
 
 
 # -- adaptlr.schedules as lr ------------------------------------------------------------------

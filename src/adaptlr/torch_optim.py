@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from itertools import compress
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import torch
@@ -19,7 +19,6 @@ from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
 _GRAD = attrgetter("grad")
-_IS_SPARSE = attrgetter("is_sparse")
 
 #: torch.optim arguments that select an implementation, not the math: kept in the groups for
 #: compatibility, never passed to a chain.
@@ -180,29 +179,37 @@ class Optimizer(torch.optim.Optimizer):
         return out
 
     # -- the step ----------------------------------------------------------------------------
-    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform]]:
-        """Every group's parameters with a gradient and its chain, checked before any change."""
+    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform, list[Tensor], bool]]:
+        """Every group's parameters with a gradient, its chain, those gradients and whether
+        they are all contiguous, checked before any change."""
         work = []
         for gi, group in enumerate(self.param_groups):
             # C-level passes: with 10,000 tensors, per-tensor Python costs show in a fused step
             grads = list(map(_GRAD, group["params"]))
-            present = [g is not None for g in grads]
+            present = list(map(is_not, grads, repeat(None)))
             params = list(compress(group["params"], present))
-            if any(map(_IS_SPARSE, compress(grads, present))):
+            grads = list(compress(grads, present))
+            try:  # one pass answers "dense and contiguous?" for the usual gradients
+                contiguous = all(map(Tensor.is_contiguous, grads))
+            except RuntimeError:  # sparse CSR tensors have no is_contiguous
+                contiguous = False
+            if not contiguous and any(g.layout != torch.strided for g in grads):
                 raise TypeError(
                     f"{type(self).__name__} does not support sparse gradients "
                     f"(param group {gi}); use torch.optim.SparseAdam or dense gradients"
                 )
-            work.append((group, params, self.transform_for(group)))
+            work.append((group, params, self.transform_for(group), grads, contiguous))
         return work
 
-    def _gradients_finite(self, work: list[tuple[dict[str, Any], list[Tensor], Any]]) -> bool:
+    def _gradients_finite(
+        self, work: list[tuple[dict[str, Any], list[Tensor], Any, Any, Any]]
+    ) -> bool:
         """``False`` if a group with ``nonfinite="skip"`` has a NaN/inf gradient.
 
         Raises ``FloatingPointError`` for ``nonfinite="raise"``. Runs before anything changes,
         on either path, so a skipped or refused step leaves parameters and state untouched.
         """
-        for gi, (group, params, _) in enumerate(work):
+        for gi, (group, params, *_) in enumerate(work):
             mode = group.get("nonfinite", "ignore")
             if mode == "ignore":
                 continue
@@ -250,13 +257,13 @@ class Optimizer(torch.optim.Optimizer):
             for group in self.param_groups:
                 group["skipped_steps"] = group.get("skipped_steps", 0) + 1
             return loss
-        for gi, (group, params, t) in enumerate(work):
+        for gi, (group, params, t, grads, contiguous) in enumerate(work):
             if not params:
                 if t.collective:  # the other processes wait for this one's share of a norm
                     t.update([], [], [], count=group["applied_steps"])
                 continue
             if group.get("fused") is not False:
-                taken = kernels.fused_step(self, group, params, t, request)
+                taken = kernels.fused_step(self, group, params, t, request, (grads, contiguous))
                 if taken:
                     group["applied_steps"] += 1
                     if isinstance(taken, StepStats):

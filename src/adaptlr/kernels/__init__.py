@@ -105,10 +105,12 @@ def fused_step(
     params: list[Tensor],
     transform: Transform,
     stats: StatsRequest | None = None,
+    grads: tuple[list[Tensor], bool] | None = None,
 ) -> bool | StepStats:
     """Apply one step of ``group`` on the fast path; ``False`` means "take the reference path".
 
-    ``params`` are the group's parameters that have a gradient this step, in group order.
+    ``params`` are the group's parameters that have a gradient this step, in group order
+    (``grads``: their gradients and whether all are contiguous, where the caller knows).
     Nothing is changed when ``False`` is returned. Otherwise ``True``, or with ``stats`` the
     step's :class:`~adaptlr.stats.StepStats`, measured by the kernel itself.
     """
@@ -120,16 +122,20 @@ def fused_step(
     plans = optimizer.__dict__.setdefault("_adaptlr_plans", {})
     plan = plans.get(id(group))
     ids = tuple(map(id, params))
-    # FSDP2's DTensor parameters: kernels run on each process's local shard
-    locs = [flat.shard(p) for p in params] if flat.has_dtensor(params) else params
-    act = None
-    if (
+    usable = (
         plan is not None
         and plan.group is group
         and plan.state is optimizer.state
         and plan.keys == transform.state_keys
-    ):
-        act = plan.active.get(ids)
+    )
+    act = plan.active.get(ids) if usable else None
+    # FSDP2's DTensor parameters: kernels run on each process's local shard. A cached set of
+    # plain parameters is still plain (the plan holds those very tensors): no pass over types.
+    if act is not None and not plan.dtensor:
+        locs = params
+    else:
+        locs = [flat.shard(p) for p in params] if flat.has_dtensor(params) else params
+    if usable:
         if act is not None and not flat.still_valid(plan, act, locs):
             act = None  # e.g. another group added state, or a parameter's data moved
         if act is None and all(i in plan.where for i in ids):
@@ -163,7 +169,7 @@ def fused_step(
         plan.active[ids] = act
     try:
         measured = flat.run_step(
-            optimizer, plan, act, params, transform, prog, group["applied_steps"], stats
+            optimizer, plan, act, params, transform, prog, group["applied_steps"], stats, grads
         )
     except flat.Unsupported as exc:
         _warn(optimizer, str(exc))

@@ -21,6 +21,7 @@ import itertools
 import math
 import operator
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,20 +59,27 @@ ALIGN = 16
 PARALLEL_GRAIN = 1 << 17
 
 
-try:  # FSDP2's parameters
-    from torch.distributed.tensor import DTensor
-except Exception:  # torch built without distributed
-    DTensor = None  # type: ignore[assignment,misc]
+def _dtensor_class() -> Any:
+    """FSDP2's DTensor class, or None where nothing has imported it.
+
+    Read from ``sys.modules`` instead of imported here: importing ``torch.distributed.tensor``
+    costs 0.6 s (it pulls in sympy), and a process holding DTensor parameters has imported it
+    already (it made them).
+    """
+    mod = sys.modules.get("torch.distributed.tensor")
+    return getattr(mod, "DTensor", None)
 
 
 def has_dtensor(params: list[Tensor]) -> bool:
     """Whether any of ``params`` is a DTensor (one C-level pass over their types)."""
-    return DTensor is not None and any(issubclass(t, DTensor) for t in set(map(type, params)))
+    cls = _dtensor_class()
+    return cls is not None and any(issubclass(t, cls) for t in set(map(type, params)))
 
 
 def shard(t: Tensor) -> Tensor:
     """This process's shard of a DTensor; any other tensor itself."""
-    return t.to_local() if DTensor is not None and isinstance(t, DTensor) else t
+    cls = _dtensor_class()
+    return t.to_local() if cls is not None and isinstance(t, cls) else t
 
 
 class Unsupported(Exception):
@@ -161,6 +169,7 @@ def build_plan(
         if id(p) in stepped_ids or (st is not None and all(k in st for k in keys)):
             members.append(p)
     dtensor = has_dtensor(members)
+    DTensor = _dtensor_class()  # noqa: N806 - the class, when there are DTensors
     norm_group = _check_dtensors(members, prog) if dtensor else None
     loc = {id(p): shard(p) for p in members}
     for p in (loc[id(q)] for q in members):
@@ -245,7 +254,7 @@ def build_plan(
 def _check_dtensors(members: list[Tensor], prog: Program) -> Any:
     """DTensor parameters: all of them DTensors; with a global norm, all sharded (no
     replica, which would count twice) over one mesh, whose process group is returned."""
-    if not all(isinstance(p, DTensor) for p in members):
+    if not all(isinstance(p, _dtensor_class()) for p in members):
         raise Unsupported("a group mixing DTensor and plain parameters")
     if not prog.norms:
         return None
@@ -407,14 +416,19 @@ def run_step(
     prog: Program,
     count: int,
     stats: StatsRequest | None = None,
+    given: tuple[list[Tensor], bool] | None = None,
 ) -> StepStats | None:
     """Update ``params`` and their state in place: one kernel launch per bucket (plus one
     per global norm). With ``stats``, the kernel also measures the step (see
     :mod:`adaptlr.stats`), and that is returned."""
-    grads = list(map(operator.attrgetter("grad"), params))
+    # ``given``: the gradients and whether all are contiguous, as Optimizer.step found them
+    if given is None:
+        grads, contiguous = list(map(operator.attrgetter("grad"), params)), False
+    else:
+        grads, contiguous = given
     if plan.dtensor:
-        grads = [shard(g) for g in grads]
-    if not all(map(Tensor.is_contiguous, grads)):
+        grads, contiguous = [shard(g) for g in grads], False
+    if not contiguous and not all(map(Tensor.is_contiguous, grads)):
         # a non-contiguous gradient (assigned by hand) is read through a contiguous copy
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
     gptr_all = np.fromiter(map(Tensor.data_ptr, grads), dtype=np.int64, count=len(grads))

@@ -11,11 +11,17 @@ Usage, one added line per step::
         monitor.record(loss)        # before or after step(); the first call decides which
     print(monitor.diagnose())
 
-Cost model: a recorded step reads the gradients once (norms), copies them once when the next
-step's cosine needs them, and copies the parameters once to measure the update exactly. Steps
-that are not recorded cost two Python calls. All figures of a recorded step are brought to the
-host in one transfer (one device sync). ``sample=m`` measures on a fixed random subset of about
-`m` elements instead: estimates, at a cost independent of the model's size.
+Cost model. With adaptlr's optimizers the step measures itself (``optimizer.request_stats``,
+:mod:`adaptlr.stats`): on the fast path the fused kernel adds up the squares of the gradient,
+of the update and of the new parameters in its own pass over memory and writes the gradient
+and the state at a fixed, evenly spread sample of elements, from which the cosine between
+consecutive gradients and the eta_t/sigma_t percentiles are computed (norms exact; cosine and
+percentiles estimated once the model exceeds the sample). Measured on 48M parameters
+(``benchmarks/monitor_overhead.py``, ``docs/monitor_overhead.md``). With any other optimizer a
+recorded step reads the gradients once (norms), copies them once when the next step's cosine
+needs them, and copies the parameters once to measure the update exactly; ``sample=m``
+measures on a fixed random subset of about `m` elements instead. Steps that are not recorded
+cost two Python calls. All figures of a recorded step are brought to the host in one transfer.
 """
 
 from __future__ import annotations
@@ -118,11 +124,15 @@ class Monitor:
         update: measure the update norm (costs one copy of the parameters per recorded step).
         cosine: measure the cosine between consecutive gradients (costs one copy of the
             gradients per recorded step).
-        sample: None for exact figures; an int `m` to estimate them on a fixed random subset of
-            about `m` parameter elements (norms rescaled), for very large models.
-        eff_lr: ask the optimizer's ``effective_lr()`` for eta_t/sigma_t percentiles. That
-            method builds a full-size tensor per parameter: on large models turn it off or
-            record rarely (see benchmarks/monitor_overhead.py).
+        sample: with adaptlr's optimizers, how many elements per group the cosine and the
+            eta_t/sigma_t percentiles are taken on (default ``adaptlr.stats.SAMPLE``, 16,384;
+            norms are always exact). With other optimizers: None for exact figures, or an int
+            `m` to estimate every figure on a fixed random subset of about `m` parameter
+            elements (norms rescaled), for very large models.
+        eff_lr: record eta_t/sigma_t percentiles. adaptlr's optimizers give them from the
+            step's own sample; other optimizers with an ``effective_lr()`` method build a
+            full-size tensor per parameter there: on large models turn it off or record
+            rarely.
         percentiles: effective learning-rate percentiles to record, each in [0, 100].
         keep: how many recorded steps to keep in memory (the log keeps them all).
 
