@@ -13,6 +13,7 @@ references run here. Each test then checks one claim against those results:
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -39,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import adaptlr
 from adaptlr import checkpoint, core
 from adaptlr.kernels import FusedFallbackWarning
+from adaptlr.monitor import Monitor
 
 pytestmark = [
     pytest.mark.slow,
@@ -199,6 +201,16 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
             warnings.simplefilter("error", FusedFallbackWarning)  # no silent reference path
             train(model, opt, 0, STEPS, rank, world)
         res["fsdp_clip_fused"] = full_params(model)
+
+        # the monitor under FSDP2 reports whole-model figures, not this rank's shard
+        model = _fsdp(make_model(), world)
+        opt = adaptlr.Adam(model.parameters(), lr=LR)
+        mon = Monitor(opt)
+        train(model, opt, 0, 3, rank, world)
+        mon.record(0.0)
+        whole = sum(float(p.grad.full_tensor().double().square().sum()) for p in model.parameters())
+        r = mon.records[-1]
+        res["fsdp_monitor"] = (r["grad_norm"], math.sqrt(whole), r["update_norm"], r["cos"])
         if rank == 0:
             checkpoint.save(res, f"{out}/world2.pt")
     finally:
@@ -367,6 +379,15 @@ def test_saved_at_world2_resumes_at_world1_and_continues_equal(out, world2, sing
     set_optimizer_state_dict(model, opt, ck["optimizer"], options=FULL)
     train(model, opt, HALF, STEPS)
     assert_equal_params(full_params(model), single["adam"])
+
+
+def test_monitor_under_fsdp2_reports_the_whole_model(world2):
+    """Each rank steps its shard; the monitor's gradient norm is the whole model's (the step's
+    own measurements would be of the shard: over DTensors the monitor measures itself)."""
+    got, whole, update, cos = world2["fsdp_monitor"]  # rank 0's
+    assert got == pytest.approx(whole, rel=1e-6)
+    assert update is not None and math.isfinite(update) and update > 0
+    assert cos is not None and -1.0 <= cos <= 1.0
 
 
 def test_fsdp2_default_fused_path_equals_single_process(world2, single):

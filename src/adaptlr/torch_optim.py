@@ -15,6 +15,7 @@ from torch import Tensor
 from . import kernels
 from .core import Transform
 from .core.base import LOW_PRECISION, resolve
+from .kernels.flat import has_dtensor
 from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
@@ -262,8 +263,11 @@ class Optimizer(torch.optim.Optimizer):
                 if t.collective:  # the other processes wait for this one's share of a norm
                     t.update([], [], [], count=group["applied_steps"])
                 continue
+            # DTensor (FSDP2) shards: a step sees only this process's share, so it measures
+            # nothing (the monitor then measures through its hooks, over whole DTensors)
+            measure = request if request is None or not has_dtensor(params) else None
             if group.get("fused") is not False:
-                taken = kernels.fused_step(self, group, params, t, request, (grads, contiguous))
+                taken = kernels.fused_step(self, group, params, t, measure, (grads, contiguous))
                 if taken:
                     group["applied_steps"] += 1
                     if isinstance(taken, StepStats):
@@ -271,7 +275,7 @@ class Optimizer(torch.optim.Optimizer):
                     continue
             self._init_state(group, params, t)
             states = [self.state[p] for p in params]
-            old = snapshot(params) if request is not None else None
+            old = snapshot(params) if measure is not None else None
             updates, new_states = t.update(
                 [p.grad for p in params], states, params, count=group["applied_steps"]
             )
@@ -279,9 +283,9 @@ class Optimizer(torch.optim.Optimizer):
                 p.add_(u)
                 st.update(new)
             group["applied_steps"] += 1
-            if request is not None and old is not None:
+            if measure is not None and old is not None:
                 self.last_stats[gi] = reference_stats(
-                    t, params, old, states, group["applied_steps"], request
+                    t, params, old, states, group["applied_steps"], measure
                 )
         return loss
 
@@ -294,7 +298,8 @@ class Optimizer(torch.optim.Optimizer):
         η_t/σ_t at those elements. On the fast path the step kernel measures itself in the
         same pass over memory (this is what :class:`adaptlr.monitor.Monitor` uses); the
         reference path keeps a copy of the parameters for the step. ``None`` for a group
-        that did not step (no gradient, or a step skipped for a non-finite gradient).
+        that did not step (no gradient, or a step skipped for a non-finite gradient) and for
+        DTensor (FSDP2) parameters, of which a step sees only this process's shard.
         """
         self._stats_request = StatsRequest(sample, eff_lr)
 

@@ -97,6 +97,16 @@ def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray
     return np.where(x[hi] == x[lo], x[lo], between)
 
 
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor reduction (a norm, a count) as one plain tensor over every shard."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _shard(t: torch.Tensor) -> torch.Tensor:
+    """This process's shard of a DTensor; any other tensor itself."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -198,7 +208,13 @@ class Monitor:
         self._warned_loss = False
         self._tb_extra: dict[int, dict[str, Any]] = {}  # histogram data until the record is out
         # adaptlr's optimizers measure their own step (adaptlr.stats): no pass of the monitor's
-        self._native = callable(getattr(optimizer, "request_stats", None))
+        # (not over DTensor shards: whole-tensor norms need the DTensors' own collectives)
+        from ..kernels.flat import has_dtensor
+
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        self._native = callable(getattr(optimizer, "request_stats", None)) and not has_dtensor(
+            params
+        )
         self._prev_native: tuple[int, Any, torch.Tensor] | None = None
 
         self._log = JsonlLog(log) if log is not None else None
@@ -278,6 +294,7 @@ class Monitor:
         norms = torch._foreach_norm(tensors, 2, dtype=torch.float32) if low else None
         if norms is None:
             norms = torch._foreach_norm(tensors, 2)
+        norms = [_whole(n) for n in norms]  # a DTensor's norm: over every process's shard
         same = all(n.device == dev and n.dtype == acc for n in norms)
         sq = torch.stack(norms if same else [n.to(dev, acc) for n in norms]) ** 2
         return sq * scales.to(dev) if scales is not None else sq
@@ -432,7 +449,9 @@ class Monitor:
         out: list[torch.Tensor | None] = []
         samples: list[torch.Tensor | None] = []
         for tensors in per_group:
-            ts = [t for t in (tensors or []) if isinstance(t, torch.Tensor) and t.numel()]
+            # DTensor state (FSDP2): the percentiles of this process's shard
+            ts = [_shard(t) for t in (tensors or []) if isinstance(t, torch.Tensor)]
+            ts = [t for t in ts if t.numel()]
             if not ts:
                 out.append(None)
                 samples.append(None)
@@ -623,13 +642,14 @@ class Monitor:
         nonfinite = 0
         if rec["grad_norm"] is not None and not math.isfinite(rec["grad_norm"]):
             nonfinite += sum(
-                int((~torch.isfinite(p.grad)).sum()) for _, p in self._items(with_grad=True)
+                int(_whole((~torch.isfinite(p.grad)).sum())) for _, p in self._items(with_grad=True)
             )
         if "param_norm" in rec and not (
             math.isfinite(rec["param_norm"]) and math.isfinite(rec["update_norm"])
         ):
             nonfinite += sum(
-                int((~torch.isfinite(p.detach())).sum()) for _, p in self._items(with_grad=False)
+                int(_whole((~torch.isfinite(p.detach())).sum()))
+                for _, p in self._items(with_grad=False)
             )
         rec["nonfinite"] = nonfinite
         if self.sample is not None and not self._native:
