@@ -197,3 +197,24 @@ def test_bad_requests(kw, err, match):
     params, opt = build("adam", 0, "reference")
     with pytest.raises(err, match=match):
         opt.request_stats(**kw)
+
+
+def test_complex_parameters_are_measured_as_pairs_of_reals():
+    """As torch.optim treats them: the real view. Both paths give the same figures."""
+    got = {}
+    for fused in (None, False):
+        gen = torch.Generator().manual_seed(0)
+        p = torch.randn(40, generator=gen, dtype=torch.complex64).requires_grad_()
+        opt = adaptlr.Adam([p], lr=0.01, fused=fused)
+        for _ in range(2):
+            p.grad = torch.randn(40, generator=gen, dtype=torch.complex64)
+            before = torch.view_as_real(p.detach()).double().clone()
+            opt.request_stats(sample=16)
+            opt.step()
+        st = got[fused] = opt.last_stats[0]
+        g = torch.view_as_real(p.grad).double()
+        assert st.grad_sq == pytest.approx(float(g.square().sum()), rel=1e-6)
+        delta = torch.view_as_real(p.detach()).double() - before
+        assert st.update_sq == pytest.approx(float(delta.square().sum()), rel=1e-5)
+        torch.testing.assert_close(st.grad_sample, g.reshape(-1)[::5], rtol=0, atol=0)
+    torch.testing.assert_close(got[None].eff_lr, got[False].eff_lr, rtol=1e-5, atol=0)
