@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .core.base import Transform
+from .core.base import Transform, _real
 
 #: default number of sampled elements per group: percentiles of 16k values are within 0.4% of
 #: rank of the exact ones (the standard error of an empirical quantile's rank is at most
@@ -74,10 +74,6 @@ def stride_for(elements: int, sample: int) -> int:
 def eff_step(samples: int) -> int:
     """Every how many sampled elements η_t/σ_t is computed (at most :data:`EFF_SAMPLE`)."""
     return max(1, math.ceil(samples / EFF_SAMPLE))
-
-
-def _real(t: Tensor) -> Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def snapshot(params: Sequence[Tensor]) -> list[Tensor]:

@@ -407,6 +407,15 @@ def coefficient_rows(
     return table, new_scalars
 
 
+def _rows(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (step, scalars…) rows of per-tensor columns, and each tensor's row."""
+    keys = np.stack(cols, axis=1).astype(np.float64)
+    if (keys == keys[0]).all():  # the usual case: every tensor at the same step
+        return keys[:1], np.zeros(len(keys), dtype=np.int64)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return uniq, inverse.reshape(-1).astype(np.int64)
+
+
 def run_step(
     optimizer: Any,
     plan: Plan,
@@ -439,13 +448,7 @@ def run_step(
         local = part["local"]
         steps = b.steps.numpy()
         new_steps = steps[local] + 1
-        cols = [new_steps] + [b.scalars[k].numpy()[local] for k in scalar_names]
-        keys = np.stack(cols, axis=1).astype(np.float64)
-        if (keys == keys[0]).all():
-            uniq, inverse = keys[:1], np.zeros(len(local), dtype=np.int64)
-        else:
-            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-            inverse = inverse.reshape(-1).astype(np.int64)
+        uniq, inverse = _rows([new_steps] + [b.scalars[k].numpy()[local] for k in scalar_names])
         gptr = gptr_all if part["all"] else gptr_all[part["pos"]]
         work.append((part, b, local, new_steps, uniq, inverse, gptr))
 
@@ -599,13 +602,10 @@ def _sample_eff_lr(
     every = eff_step(len(tensor))
     tensor, buffers = tensor[::every], buffers[:, ::every]
     local = part["local"]
-    cols = [b.steps.numpy()[local]] + [b.scalars[k].numpy()[local] for k in scalar_names]
-    keys = np.stack(cols, axis=1).astype(np.float64)
-    if (keys == keys[0]).all():  # the usual case: every tensor at the same step
-        uniq, rows = keys[:1], np.zeros(len(tensor), dtype=np.int64)
-    else:
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        rows = inverse.reshape(-1)[tensor]
+    uniq, inverse = _rows(
+        [b.steps.numpy()[local]] + [b.scalars[k].numpy()[local] for k in scalar_names]
+    )
+    rows = inverse[tensor]
     # in float64 (exact copies of the state's values): η/σ for percentiles, not for a step
     gathered = {k: buffers[j] for j, k in enumerate(prog.buffer_keys)}
     out = []

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..kernels.flat import has_dtensor, shard
 from ..stats import SAMPLE
 from .curvature import Curvature, hessian_extremes
 from .diagnosis import SUGGESTIONS, Diagnosis, diagnose_records
@@ -100,11 +101,6 @@ def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> np.ndarray
 def _whole(t: torch.Tensor) -> torch.Tensor:
     """A DTensor reduction (a norm, a count) as one plain tensor over every shard."""
     return t.full_tensor() if hasattr(t, "full_tensor") else t
-
-
-def _shard(t: torch.Tensor) -> torch.Tensor:
-    """This process's shard of a DTensor; any other tensor itself."""
-    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -209,8 +205,6 @@ class Monitor:
         self._tb_extra: dict[int, dict[str, Any]] = {}  # histogram data until the record is out
         # adaptlr's optimizers measure their own step (adaptlr.stats): no pass of the monitor's
         # (not over DTensor shards: whole-tensor norms need the DTensors' own collectives)
-        from ..kernels.flat import has_dtensor
-
         params = [p for g in optimizer.param_groups for p in g["params"]]
         self._native = callable(getattr(optimizer, "request_stats", None)) and not has_dtensor(
             params
@@ -450,7 +444,7 @@ class Monitor:
         samples: list[torch.Tensor | None] = []
         for tensors in per_group:
             # DTensor state (FSDP2): the percentiles of this process's shard
-            ts = [_shard(t) for t in (tensors or []) if isinstance(t, torch.Tensor)]
+            ts = [shard(t) for t in (tensors or []) if isinstance(t, torch.Tensor)]
             ts = [t for t in ts if t.numel()]
             if not ts:
                 out.append(None)
