@@ -75,6 +75,7 @@ def expected_sample(params, stepped, stride, fused):
 @pytest.mark.parametrize("name, ci", CASES)
 def test_step_measures_itself(name, ci, path):
     params, opt = build(name, ci, path)
+    last = None
     for step in range(4):
         none_at = 2 if step == 2 else None  # a parameter without a gradient this step
         grads(params, step, none_at)
@@ -98,6 +99,17 @@ def test_step_measures_itself(name, ci, path):
         stride = math.ceil(elements / 50)
         want = expected_sample(params, stepped, stride, fused=path != "reference")
         torch.testing.assert_close(st.grad_sample, want, rtol=0, atol=0)
+        # the sample's products with itself and with the previous measured step's, where
+        # that step sampled the same elements (step 1 here; 2 has a gradient fewer, so 3's
+        # previous measured step sampled other elements)
+        assert st.sample_sq == pytest.approx(float((want * want).sum()), rel=1e-12)
+        if last is not None and last.sample_key == st.sample_key:
+            assert step == 1 and st.prev_serial == last.serial
+            dot = float((want * last.grad_sample).sum())
+            assert st.sample_dot_prev == pytest.approx(dot, rel=1e-12, abs=1e-300)
+        else:
+            assert step in (0, 2, 3) and st.prev_serial is None and st.sample_dot_prev is None
+        last = st
 
         # η/σ at those elements, from the full tensors effective_lr() gives
         eff_full = opt.effective_lr()[0]
@@ -218,3 +230,21 @@ def test_complex_parameters_are_measured_as_pairs_of_reals():
         assert st.update_sq == pytest.approx(float(delta.square().sum()), rel=1e-5)
         torch.testing.assert_close(st.grad_sample, g.reshape(-1)[::5], rtol=0, atol=0)
     torch.testing.assert_close(got[None].eff_lr, got[False].eff_lr, rtol=1e-5, atol=0)
+
+
+def test_the_products_are_with_the_previous_measured_step(path):
+    """An unmeasured step in between does not count; a different sample size breaks the pair."""
+    params, opt = build("adam", 0, path)
+    seen = []
+    for step, sample in enumerate([64, None, 64, 32]):
+        grads(params, step)
+        if sample is not None:
+            opt.request_stats(sample=sample)
+        opt.step()
+        if sample is not None:
+            seen.append(opt.last_stats[0])
+    a, b, c = seen
+    assert b.prev_serial == a.serial and c.prev_serial is None
+    dot = float((a.grad_sample * b.grad_sample).sum())
+    assert b.sample_dot_prev == pytest.approx(dot, rel=1e-12)
+    assert len({a.serial, b.serial, c.serial}) == 3

@@ -15,6 +15,7 @@ step to the next while the set of stepped parameters does not change (``sample_k
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -49,11 +50,16 @@ class StatsRequest:
 
 @dataclass
 class StepStats:
-    """One param group's measurements of one step (float64 sums; tensors on the CPU).
+    """One param group's measurements of one step (float64 figures, tensors on the CPU).
 
     ``tensor_grad_sq`` has one entry per parameter that had a gradient, in group order;
-    ``grad_sample`` and ``eff_lr`` are at the same sampled elements, which are the same
-    from one step to the next exactly when ``sample_key`` is equal.
+    ``grad_sample`` is the gradient at the sampled elements, which are the same from one step
+    to the next exactly when ``sample_key`` is equal; ``eff_lr`` is η_t/σ_t at every
+    :func:`eff_step`-th of them. ``serial`` numbers the measured steps (of every group and
+    optimizer); ``sample_dot_prev`` is Σ g·g' over the sample, with g' the sampled gradient of
+    the group's previous measured step (``prev_serial``), where that step sampled the same
+    elements, else ``None``; ``sample_sq`` is Σ g² over the sample. The cosine between the two
+    gradients' samples is then ``sample_dot_prev / sqrt(sample_sq * its sample_sq)``.
     """
 
     grad_sq: float
@@ -64,6 +70,18 @@ class StepStats:
     sample_key: Hashable
     eff_lr: Tensor | None
     fused: bool
+    serial: int = 0
+    sample_sq: float = 0.0
+    prev_serial: int | None = None
+    sample_dot_prev: float | None = None
+
+
+_SERIALS = itertools.count(1)
+
+
+def next_serial() -> int:
+    """A number for a measured step, distinct from every other one in this process."""
+    return next(_SERIALS)
 
 
 def stride_for(elements: int, sample: int) -> int:
@@ -97,10 +115,12 @@ def reference_stats(
     states: Sequence[dict[str, Tensor]],
     count: int,
     request: StatsRequest,
+    prev: StepStats | None = None,
 ) -> StepStats:
     """Measure a reference-path step after it ran: ``old`` are the parameters before it.
 
-    ``count`` is the group's number of applied updates *after* this one.
+    ``count`` is the group's number of applied updates *after* this one; ``prev`` is the
+    group's previous measured step (for ``sample_dot_prev``).
     """
     grads = [_real(p.grad) for p in params]
     new = [_real(p.detach()) for p in params]
@@ -125,12 +145,13 @@ def reference_stats(
             except Exception:  # noqa: BLE001
                 e = None
             if e is not None:
-                eff.append(e.detach().reshape(-1).float().cpu())
+                eff.append(e.detach().reshape(-1).double().cpu())
     sample = torch.cat(samples) if samples else torch.zeros(0, dtype=torch.float64)
     eff_lr = torch.cat(eff) if eff else None
     if eff_lr is not None:
         eff_lr = eff_lr[:: eff_step(len(eff_lr))]
     key = ("reference", tuple(map(id, params)), tuple(numels), stride)
+    same = prev is not None and prev.sample_key == key
     return StepStats(
         grad_sq=float(tensor_grad_sq.sum()),
         update_sq=float(_sq(deltas).sum()),
@@ -140,4 +161,8 @@ def reference_stats(
         sample_key=key,
         eff_lr=eff_lr,
         fused=False,
+        serial=next_serial(),
+        sample_sq=float((sample * sample).sum()),
+        prev_serial=prev.serial if same else None,  # type: ignore[union-attr]
+        sample_dot_prev=float((sample * prev.grad_sample).sum()) if same else None,  # type: ignore[union-attr]
     )

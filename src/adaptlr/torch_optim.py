@@ -5,8 +5,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from itertools import compress, repeat
-from operator import attrgetter, is_not
 from typing import Any
 
 import torch
@@ -15,11 +13,10 @@ from torch import Tensor
 from . import kernels
 from .core import Transform
 from .core.base import LOW_PRECISION, resolve
-from .kernels.flat import has_dtensor
+from .kernels.flat import gather, has_dtensor
 from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
-_GRAD = attrgetter("grad")
 
 #: torch.optim arguments that select an implementation, not the math: kept in the groups for
 #: compatibility, never passed to a chain.
@@ -180,26 +177,20 @@ class Optimizer(torch.optim.Optimizer):
         return out
 
     # -- the step ----------------------------------------------------------------------------
-    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform, list[Tensor], bool]]:
-        """Every group's parameters with a gradient, its chain, those gradients and whether
-        they are all contiguous, checked before any change."""
+    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform, list[Tensor], Any]]:
+        """Every group's parameters with a gradient, its chain, those gradients and what
+        :func:`adaptlr.kernels.flat.gather` found about them, checked before any change."""
         work = []
         for gi, group in enumerate(self.param_groups):
-            # C-level passes: with 10,000 tensors, per-tensor Python costs show in a fused step
-            grads = list(map(_GRAD, group["params"]))
-            present = list(map(is_not, grads, repeat(None)))
-            params = list(compress(group["params"], present))
-            grads = list(compress(grads, present))
-            try:  # one pass answers "dense and contiguous?" for the usual gradients
-                contiguous = all(map(Tensor.is_contiguous, grads))
-            except RuntimeError:  # sparse CSR tensors have no is_contiguous
-                contiguous = False
-            if not contiguous and any(g.layout != torch.strided for g in grads):
+            # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
+            found = gather(group["params"])
+            grads = found.grads
+            if not found.dense and any(g.layout != torch.strided for g in grads):
                 raise TypeError(
                     f"{type(self).__name__} does not support sparse gradients "
                     f"(param group {gi}); use torch.optim.SparseAdam or dense gradients"
                 )
-            work.append((group, params, self.transform_for(group), grads, contiguous))
+            work.append((group, found.params, self.transform_for(group), grads, found))
         return work
 
     def _gradients_finite(
@@ -258,7 +249,7 @@ class Optimizer(torch.optim.Optimizer):
             for group in self.param_groups:
                 group["skipped_steps"] = group.get("skipped_steps", 0) + 1
             return loss
-        for gi, (group, params, t, grads, contiguous) in enumerate(work):
+        for gi, (group, params, t, _grads, found) in enumerate(work):
             if not params:
                 if t.collective:  # the other processes wait for this one's share of a norm
                     t.update([], [], [], count=group["applied_steps"])
@@ -267,7 +258,7 @@ class Optimizer(torch.optim.Optimizer):
             # nothing (the monitor then measures through its hooks, over whole DTensors)
             measure = request if request is None or not has_dtensor(params) else None
             if group.get("fused") is not False:
-                taken = kernels.fused_step(self, group, params, t, measure, (grads, contiguous))
+                taken = kernels.fused_step(self, group, params, t, measure, found)
                 if taken:
                     group["applied_steps"] += 1
                     if isinstance(taken, StepStats):
@@ -284,8 +275,9 @@ class Optimizer(torch.optim.Optimizer):
                 st.update(new)
             group["applied_steps"] += 1
             if measure is not None and old is not None:
-                self.last_stats[gi] = reference_stats(
-                    t, params, old, states, group["applied_steps"], measure
+                last = self.__dict__.setdefault("_last_measured", {})
+                self.last_stats[gi] = last[id(group)] = reference_stats(
+                    t, params, old, states, group["applied_steps"], measure, last.get(id(group))
                 )
         return loss
 

@@ -184,3 +184,33 @@ def test_a_scheduler_changing_lr_every_step_reuses_one_program():
         sched.step()
     assert len(kernels._by_signature) == programs
     assert len(backends._by_program) == compiled
+
+
+def test_parameter_made_non_contiguous_at_the_same_address():
+    """``p.data = p.data.t()``: the same address, other strides. The fast path reads
+    parameters by address, so it must notice, and still match the reference path."""
+
+    def params():
+        gen = torch.Generator().manual_seed(7)
+        return [torch.randn(3, 3, generator=gen).requires_grad_(), torch.randn(5, generator=gen)]
+
+    pa, pb = params(), params()
+    for p in pa + pb:
+        p.requires_grad_()
+    fused, ref = adaptlr.Adam(pa, lr=0.01), adaptlr.Adam(pb, lr=0.01, fused=False)
+    for step in range(12):
+        if step == 5:
+            for ps in (pa, pb):
+                ptr = ps[0].data_ptr()
+                with torch.no_grad():
+                    ps[0].data = ps[0].data.t()
+                assert ps[0].data_ptr() == ptr and not ps[0].is_contiguous()
+        for opt, ps in ((fused, pa), (ref, pb)):
+            gen = torch.Generator().manual_seed(200 + step)
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=gen)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FusedFallbackWarning)
+                opt.step()
+    for a, b in zip(pa, pb):
+        assert rel_err(a.detach(), b.detach()) <= 1e-6

@@ -348,3 +348,32 @@ def test_sampled_cosine_and_percentiles_on_a_large_model():
     for q in (5, 50, 95):
         lo, hi = torch.quantile(full, torch.tensor([q - 2.0, q + 2.0], dtype=torch.float64) / 100)
         assert float(lo) <= r["eff_lr"][0][f"p{q}"] <= float(hi), q
+
+
+@pytest.mark.parametrize("case", ["plain", "nan", "inf", "one", "ties"])
+def test_percentiles_match_numpy(case):
+    """The step's η/σ percentiles (adaptlr's own few-call routine) against np.nanpercentile."""
+    import numpy as np
+
+    from adaptlr.monitor.monitor import _percentiles
+
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(size=4096)
+    if case == "nan":
+        x[rng.integers(0, len(x), 50)] = np.nan
+    elif case == "inf":
+        x[:300] = np.inf  # the top percentiles are inf: equal neighbours give inf, not NaN
+    elif case == "one":
+        x = x[:1]
+    elif case == "ties":
+        x = np.round(x, 1)
+    qs = [0, 5, 25, 50, 75, 95, 100]
+    got = _percentiles(x, qs)
+    # numpy gives NaN between two infs (inf - inf); the routine gives inf: compare with inf
+    # stood in for by a huge finite value
+    want = np.nanpercentile(np.where(np.isinf(x), 1e300, x), qs)
+    want = [math.inf if w > 1e299 else w for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g == pytest.approx(w, rel=1e-12)
+    assert _percentiles(np.full(3, np.nan), qs) != _percentiles(x, qs)
+    assert all(math.isnan(v) for v in _percentiles(np.full(3, np.nan), qs))

@@ -355,23 +355,36 @@ class Transform:
         if step == 0:
             return None
         ctx = Context(step=step, count=max(count - 1, 0))
-        eta, sigma = 1.0, None
+        coefs = []
         for slot in self.slots:
             part = slot.part
             scal = {s.name: float(state[slot.names[s.name]].item()) for s in part.scalars}
-            c, _ = part.coefficients(ctx, scal)
-            eta *= abs(part.scale(c))
-            buf = {b.name: _real(state[slot.names[b.name]]) for b in part.buffers}
-            s = part.sigma(buf, c, TorchOps)
+            coefs.append(part.coefficients(ctx, scal)[0])
+        buf = {k: _real(state[k]) for k in self.buffer_keys}
+        out = self.eta_over_sigma(buf, coefs, TorchOps)
+        if out is not None and not isinstance(out, Tensor):
+            # σ independent of the state (RAdam's warm-up): the same value everywhere
+            out = torch.full_like(buf[self.buffer_keys[0]], out)
+        return out
+
+    def eta_over_sigma(
+        self, buf: Mapping[str, Any], coefs: Sequence[Mapping[str, Any]], ops: Any
+    ) -> Any:
+        """η_t/σ_t from the buffers (by state key) and each part's coefficients, with ``ops``.
+
+        The one definition of the effective learning rate: :meth:`effective_lr` runs it on
+        tensors, and the kernels trace it to measure it in the step (``adaptlr.stats``).
+        ``None`` where no part of the chain divides by a magnitude.
+        """
+        eta: Any = 1.0
+        sigma = None
+        for slot, c in zip(self.slots, coefs, strict=True):
+            part = slot.part
+            eta = eta * ops.abs(part.scale(c))
+            s = part.sigma({b.name: buf[slot.names[b.name]] for b in part.buffers}, c, ops)
             if s is not None:
                 sigma = s if sigma is None else sigma * s
-        if sigma is None:
-            return None
-        out = eta / sigma
-        if not isinstance(out, Tensor):  # σ independent of the state (RAdam's warm-up): 1
-            ref = _real(state[self.buffer_keys[0]])
-            out = torch.full_like(ref, out)
-        return out
+        return None if sigma is None else eta / sigma
 
 
 def _seq(x: Any) -> Sequence[Any]:

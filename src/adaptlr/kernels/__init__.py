@@ -45,8 +45,20 @@ _programs: dict[str, Program | str] = {}
 _by_signature: dict[str, Program] = {}
 
 
+#: the last transforms asked for, by identity: their text is not rebuilt on every step
+_by_object: dict[int, tuple[Transform, Program | str]] = {}
+
+
 def program_for(transform: Transform) -> Program:
     """The traced program of ``transform`` (cached on its text; raises :class:`TraceError`)."""
+    hit = _by_object.get(id(transform))
+    if hit is not None and hit[0] is transform:
+        prog = hit[1]
+        if isinstance(prog, str):
+            raise TraceError(prog)
+        return prog
+    if len(_by_object) > 256:
+        _by_object.clear()
     key = repr(transform)
     prog = _programs.get(key)
     if prog is None:
@@ -59,6 +71,7 @@ def program_for(transform: Transform) -> Program:
             raise
         prog = _by_signature.setdefault(prog.signature(), prog)
         _programs[key] = prog
+    _by_object[id(transform)] = (transform, prog)  # holding it keeps its id from being reused
     if isinstance(prog, str):
         raise TraceError(prog)
     return prog
@@ -105,12 +118,12 @@ def fused_step(
     params: list[Tensor],
     transform: Transform,
     stats: StatsRequest | None = None,
-    grads: tuple[list[Tensor], bool] | None = None,
+    grads: flat.Gathered | None = None,
 ) -> bool | StepStats:
     """Apply one step of ``group`` on the fast path; ``False`` means "take the reference path".
 
     ``params`` are the group's parameters that have a gradient this step, in group order
-    (``grads``: their gradients and whether all are contiguous, where the caller knows).
+    (``grads``: them, their gradients and addresses as :func:`flat.gather` found them).
     Nothing is changed when ``False`` is returned. Otherwise ``True``, or with ``stats`` the
     step's :class:`~adaptlr.stats.StepStats`, measured by the kernel itself.
     """
@@ -136,7 +149,8 @@ def fused_step(
     else:
         locs = [flat.shard(p) for p in params] if flat.has_dtensor(params) else params
     if usable:
-        if act is not None and not flat.still_valid(plan, act, locs):
+        pptrs = grads.pptrs if grads is not None and grads.dense and not plan.dtensor else None
+        if act is not None and not flat.still_valid(plan, act, locs, pptrs):
             act = None  # e.g. another group added state, or a parameter's data moved
         if act is None and all(i in plan.where for i in ids):
             if len(plan.active) > 8:  # a few alternating sets (e.g. a None gradient) stay

@@ -201,7 +201,7 @@ class _Body:
             return _promote(self.pd, self.sd) if self.prog.buffer_keys else self.pd
         if n.op == "p":
             return self.pd
-        if n.op == "buf":
+        if n.op in ("buf", "nbuf"):
             return self.sd
         if n.is_bool:
             return "bool"
@@ -233,6 +233,10 @@ class _Body:
                 j = buf_index[n.args[0]]
                 self.buffers_read.append(n.args[0])
                 ref = f"B{j}[i]" if numba else f"tl.load(b{j} + so, mask=mask)"
+                expr = self._load(ref, dt)
+            elif n.op == "nbuf":  # a buffer after the step: read back at the sampled elements
+                j = buf_index[n.args[0]]
+                ref = f"B{j}[i]" if numba else f"tl.load(b{j} + so, mask=etaken, other=1.0)"
                 expr = self._load(ref, dt)
             else:
                 cmp_dtype = dt
@@ -271,6 +275,11 @@ class _Body:
     def store(self, node: Sym) -> str:
         """A buffer's new value, cast to the state dtype, as memory."""
         return self._store(self.value_as(node, self.sd), self.sd)
+
+
+#: the measuring kernel's extra arguments (see ``adaptlr.kernels.flat._launch_stats``; the
+#: numba kernel also adds up its chunks' sums into ``T``)
+_STATS_ARGS = ", stats, S, Sp, E, stride, every, sbase"
 
 
 def _buffer_args(prog: Program) -> str:
@@ -331,9 +340,10 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     # without); the chunks' sums are then added in float64
     ct_g = compute_type(body.dtype[g_node.index]) if g_node is not None else compute_type(pd)
     ct_p = compute_type(pd)
+    eb, eff = _eff_body(prog, "numba", pd, sd)
     out: list[str] = []
     for stats in (False, True):
-        name, extra = ("step_stats", ", stats, S, stride, ssize, sbase") if stats else ("step", "")
+        name, extra = ("step_stats", _STATS_ARGS + ", T") if stats else ("step", "")
         out += [
             "",
             "",
@@ -356,24 +366,46 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
         out.append(f"            P[i] = {body._store('pn', pd)}")
         if not stats:
             continue
-        # the monitor's figures from the same pass: Σg², Σ(θ_new − θ_old)², Σθ_new², and the
-        # gradient and the new buffers at every stride-th element of the flat state (a fixed
-        # sample for the cosine and for η/σ), read back while the chunk is in cache; a
-        # tensor's samples go to S[sbase[t] + flat offset // stride], side by side
+        # the monitor's figures from the same pass: Σg², Σ(θ_new − θ_old)², Σθ_new²; at every
+        # stride-th element of the flat state (a fixed sample) the gradient, into
+        # S[sbase[t] + flat offset // stride], and its products with itself and with the
+        # previous measured step's sample Sp at the same slot (the cosine between them); at
+        # every `every`-th sampled slot η_t/σ_t, from the new buffers read back while the
+        # chunk is in cache, into E[slot // every]
         out += [
             f"            sg = acc_sq(sg, {g_now})",
             f"            su = acc_sq(su, pn - {old})",
             "            sp = acc_sq(sp, pn)",
+            *["        " + line for line in (eb.chunk_lines if eb else [])],
+            "        sd = 0.0",
+            "        ss = 0.0",
             "        for i in range((stride - o % stride) % stride, n, stride):",
             "            slot = sbase[t] + (o + i) // stride",
-            f"            S[slot] = np.float64({g})",
-            *[
-                f"            S[{j + 1} * ssize + slot] = np.float64({body._load(f'B{j}[i]', sd)})"
-                for j in range(len(prog.buffer_keys))
-            ],
+            f"            gs = np.float64({g})",
+            "            S[slot] = gs",
+            "            ss += gs * gs",
+            "            sd += gs * Sp[slot]",
+            *(
+                [
+                    "            if slot % every == 0:",
+                    *["                " + line for line in eb.elem_lines],
+                    f"                E[slot // every] = np.float64({eff})",
+                ]
+                if eb
+                else []
+            ),
             "        stats[k, 0] = np.float64(sg)",
             "        stats[k, 1] = np.float64(su)",
             "        stats[k, 2] = np.float64(sp)",
+            "        stats[k, 3] = sd",
+            "        stats[k, 4] = ss",
+            # the chunks' sums added up here, in chunk order: the totals in T[0:5] and each
+            # tensor's Σg² in T[5 + t] (no reduction left for the step's Python)
+            "    T[:] = 0.0",
+            "    for k in range(ck_t.shape[0]):",
+            "        for j in range(5):",
+            "            T[j] += stats[k, j]",
+            "        T[5 + ck_t[k]] += stats[k, 0]",
         ]
     for k, (_, node) in enumerate(prog.norms):
         nb = _Body(prog, [node], "numba", pd, sd)
@@ -396,6 +428,16 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
         lines = _place_chunk_lines(lines, nb, "        ", "        acc = 0.0")
         out += lines
     return "\n".join(head + out) + "\n"
+
+
+def _eff_body(
+    prog: Program, lang: str, pd: str, sd: str, cuda: bool = False
+) -> tuple[_Body | None, str]:
+    """The lines computing η_t/σ_t (``prog.eff``) at a sampled element, and its value."""
+    if prog.eff is None:
+        return None, ""
+    eb = _Body(prog, [prog.eff], lang, pd, sd, cuda)
+    return eb, eb.value_as(prog.eff, eb.dtype.get(prog.eff.index, sd))
 
 
 def _place_chunk_lines(lines: list[str], body: _Body, indent: str, before: str) -> list[str]:
@@ -461,9 +503,10 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
     stores.append(f"    tl.store(P + offs, {body._store('pn', pd)}, mask=mask)")
     old = body.name[prog.new_param.args[0].index]  # the parameter as loaded, before the step
     g = body._load("tl.load(G + offs, mask=mask)", pd)
+    eb, eff = _eff_body(prog, "triton", pd, sd, cuda)
     out: list[str] = []
     for stats in (False, True):
-        name, extra = ("step_stats", ", stats, S, stride, ssize, sbase") if stats else ("step", "")
+        name, extra = ("step_stats", _STATS_ARGS) if stats else ("step", "")
         out += [
             "",
             "",
@@ -481,18 +524,24 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
                 f"    gv = tl.where(mask, ({g}).to(tl.float64), 0.0)",
                 "    pv = tl.where(mask, pn.to(tl.float64), 0.0)",
                 f"    dv = pv - tl.where(mask, ({old}).to(tl.float64), 0.0)",
-                "    tl.store(stats + k * 3, tl.sum(gv * gv, axis=0))",
-                "    tl.store(stats + k * 3 + 1, tl.sum(dv * dv, axis=0))",
-                "    tl.store(stats + k * 3 + 2, tl.sum(pv * pv, axis=0))",
+                "    tl.store(stats + k * 5, tl.sum(gv * gv, axis=0))",
+                "    tl.store(stats + k * 5 + 1, tl.sum(dv * dv, axis=0))",
+                "    tl.store(stats + k * 5 + 2, tl.sum(pv * pv, axis=0))",
                 "    taken = mask & (so % stride == 0)",
                 "    slot = tl.load(sbase + t) + so // stride",
                 "    tl.store(S + slot, gv, mask=taken)",
-                *[
-                    f"    tl.store(S + {j + 1} * ssize + slot, "
-                    f"({body._load(f'tl.load(b{j} + so, mask=taken)', sd)}).to(tl.float64), "
-                    "mask=taken)"
-                    for j in range(len(prog.buffer_keys))
-                ],
+                "    gp = tl.load(Sp + slot, mask=taken, other=0.0)",
+                "    tl.store(stats + k * 5 + 3, tl.sum(tl.where(taken, gv * gp, 0.0), axis=0))",
+                "    tl.store(stats + k * 5 + 4, tl.sum(tl.where(taken, gv * gv, 0.0), axis=0))",
+                *(
+                    [
+                        "    etaken = taken & (slot % every == 0)",
+                        *["    " + line for line in eb.chunk_lines + eb.elem_lines],
+                        f"    tl.store(E + slot // every, ({eff}).to(tl.float64), mask=etaken)",
+                    ]
+                    if eb
+                    else []
+                ),
             ]
     for k, (_, node) in enumerate(prog.norms):
         nb = _Body(prog, [node], "triton", pd, sd, cuda)

@@ -220,6 +220,10 @@ class Program:
     new_param: Sym
     stores: dict[str, Sym]
     norms: list[tuple[int, Sym]] = field(default_factory=list)
+    #: η_t/σ_t (:meth:`Transform.eta_over_sigma`) in terms of the buffers *after* the step
+    #: (``("nbuf", key)`` leaves) and the step's coefficients; ``None`` where the chain has no
+    #: magnitude, or its σ cannot be traced
+    eff: Sym | None = None
 
     def loads(self, *roots: Sym) -> set[tuple[str, Any]]:
         """The leaves (``("g",)``, ``("p",)``, ``("buf", key)``) that ``roots`` read."""
@@ -234,6 +238,7 @@ class Program:
         lines.append(f"param={self.new_param.index}")
         lines.append(f"stores={[(k, v.index) for k, v in self.stores.items()]}")
         lines.append(f"norms={[(k, v.index) for k, v in self.norms]}")
+        lines.append(f"eff={None if self.eff is None else self.eff.index}")
         lines.append(f"buffers={self.buffer_keys} coefs={self.coef_keys}")
         return "\n".join(lines)
 
@@ -274,6 +279,7 @@ def trace(transform: Transform) -> Program:
     coef_keys: list[tuple[int, str]] = []
     norms: list[tuple[int, Sym]] = []
     stores: dict[str, Sym] = {}
+    coefs: list[dict[str, Sym]] = []
     for si, slot in enumerate(transform.slots):
         part = slot.part
         # the coefficient *names* are fixed by each part; their values are computed per step
@@ -286,6 +292,7 @@ def trace(transform: Transform) -> Program:
         for name in names:
             c[name] = graph.leaf("coef", len(coef_keys), True)
             coef_keys.append((si, name))
+        coefs.append(c)
         if part.needs_norm:
             norms.append((si, graph.lift(u)))
         buf = {}
@@ -313,4 +320,19 @@ def trace(transform: Transform) -> Program:
     new_param = graph.op("add", p, u)
     if new_param.is_bool:
         raise TraceError("the update is a comparison")
-    return Program(graph, coef_keys, buffer_keys, new_param, stores, norms)
+    return Program(
+        graph, coef_keys, buffer_keys, new_param, stores, norms, _trace_eff(transform, graph, coefs)
+    )
+
+
+def _trace_eff(transform: Transform, graph: Graph, coefs: list[dict[str, Sym]]) -> Sym | None:
+    """η_t/σ_t as the step's kernel can measure it at sampled elements, from the new buffers."""
+    new = {k: graph.leaf("nbuf", k, False) for k in transform.buffer_keys}
+    try:
+        eff = transform.eta_over_sigma(new, coefs, SymOps(graph))
+    except Exception:  # noqa: BLE001 - an untraceable σ only costs the η/σ measurement
+        return None
+    if eff is None:
+        return None
+    eff = graph.lift(eff)
+    return None if eff.is_bool else eff
