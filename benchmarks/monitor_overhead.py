@@ -3,14 +3,15 @@
 Times ``optimizer.step()`` (plus ``monitor.record``) with Adam, without a monitor and with one
 recording every step and every 10 steps, side by side in one run. A recorded step every 10
 costs more than the others, so a figure is the mean step time over a block of 10 steps (after
-10 untimed steps that let the monitor allocate what it keeps, a one-off cost).
+2 untimed steps that let the monitor allocate what it keeps, a one-off cost; a block of 10
+then holds one recorded step and the step before it, which measures too, for the cosine).
 
 These machines are shared and their memory bandwidth drifts by tens of percent within
 seconds, so every monitored block is timed between two unmonitored ones, and the overhead
 reported is the median over rounds of its ratio to their mean (the "ms / step" column is the
 median of the blocks themselves, for scale).
 
-    python benchmarks/monitor_overhead.py [--device cpu|cuda] [--rounds 15]
+    python benchmarks/monitor_overhead.py [--device cpu|cuda] [--rounds 30]
         [--optimizer adaptlr|torch] [--write docs/monitor_overhead.md]
 """
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tensors", type=int, default=96)
     ap.add_argument("--numel", type=int, default=500_000, help="elements per tensor")
-    ap.add_argument("--rounds", type=int, default=15, help="rounds of paired 10-step blocks")
+    ap.add_argument("--rounds", type=int, default=30, help="rounds of paired 10-step blocks")
     ap.add_argument("--write", default=None, help="append a section to this markdown file")
     ap.add_argument("--optimizer", choices=["adaptlr", "torch"], default="adaptlr")
     args = ap.parse_args(argv)
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def block(kw: dict | None) -> float:
         mon = Monitor(opt, **kw) if kw is not None else None
-        for _ in range(10):  # untimed: the monitor allocates what it keeps here
+        for _ in range(2):  # untimed: the monitor allocates what it keeps here
             opt.step()
             if mon is not None:
                 mon.record(loss)

@@ -116,7 +116,8 @@ class ema_sq(Magnitude):
         c = {
             "keep": 0.0 if start else self.b2,
             "take": 1.0 if start else 1.0 - self.b2,
-            "root_correction": math.sqrt(1 - self.b2**ctx.step) if self.debias else 1.0,
+            # as its inverse: a product per element, not a division (see ``ema``)
+            "inv_root_correction": 1.0 / math.sqrt(1 - self.b2**ctx.step) if self.debias else 1.0,
         }
         return c, {}
 
@@ -133,7 +134,7 @@ class ema_sq(Magnitude):
         v = buf["max_" + self.name] if self.amsgrad else buf[self.name]
         if self.centered:
             v = v - buf["grad_avg"] * buf["grad_avg"]
-        return ops.sqrt(v) / c["root_correction"] + self.eps
+        return ops.sqrt(v) * c["inv_root_correction"] + self.eps
 
 
 @dataclass(frozen=True, repr=False)
