@@ -2,7 +2,10 @@
 
 1. Triton parity, natively on CUDA: every registered optimizer and hyperparameter set, and two
    user chains, fused (generated Triton kernels) against the reference path, fp32, 100 steps,
-   with a zero-size parameter, None gradients and two groups (``tests/kernels/_parity.py``).
+   with a zero-size parameter, None gradients and two groups (``tests/kernels/_parity.py``);
+   1b. bf16/fp16 parameters; 1c. step statistics (``request_stats``, the ``step_stats``
+   kernel) against float64 recomputations; 1d. ``benchmarks/monitor_overhead.py --device
+   cuda`` for a few rounds.
 2. First-step compile time, fresh caches, then in a second process.
 3. ``benchmarks/step_speed.py --device cuda``: bandwidth, adaptlr against torch for-loop /
    foreach / fused, 1B fp32 parameters in 96 tensors if memory allows (else 256M) and
@@ -186,6 +189,97 @@ def low_precision(deadline: float) -> None:
                 say(f"| {name} | {dt}, {sdt} | ERROR {type(exc).__name__}: {str(exc)[:200]} | | |")
 
 
+def step_stats(deadline: float) -> None:
+    """``request_stats()`` on the device: every registered optimizer's measured step (the
+    Triton ``step_stats`` kernel) against float64 recomputations from copies of the tensors:
+    the sums of squares, η_t/σ_t at the sampled elements against ``effective_lr()``, and the
+    sample's product with the previous step's."""
+    import contextlib
+    import math
+
+    from adaptlr import kernels
+    from adaptlr.kernels import flat
+    from adaptlr.optimizers.registry import REGISTRY
+
+    dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
+    shapes = [(37,), (3, 4), (0,), (), (2, 5, 3), (1000,)]
+
+    def rel(a: float, b: float) -> float:
+        return abs(a - b) / max(abs(b), 1e-300)
+
+    def at_sample(tensors: list[torch.Tensor], stride: int) -> torch.Tensor:
+        """Every stride-th element of the flat state (each tensor padded to flat.ALIGN)."""
+        out, pos = [], 0
+        for t in tensors:
+            out.append(t.detach().reshape(-1).double().cpu()[(-pos) % stride :: stride])
+            pos += -(-t.numel() // flat.ALIGN) * flat.ALIGN
+        return torch.cat(out)
+
+    say("| optimizer | sums (rel) | gradient sample (max abs) | η/σ (rel) | products (rel) |")
+    say("|---|---|---|---|---|")
+    ctx = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
+    with ctx:
+        for name in sorted(REGISTRY):
+            if time.time() > deadline - 10:
+                say(f"| {name} | not run (deadline) | | | |")
+                continue
+            try:
+                gen = torch.Generator().manual_seed(0)
+                params = [torch.randn(s, generator=gen).to(dev).requires_grad_() for s in shapes]
+                opt = REGISTRY[name].cls(params, **REGISTRY[name].all_configs[0])
+                sums = sample = eff = dot = 0.0
+                last = None
+                for step in range(3):
+                    gen = torch.Generator().manual_seed(100 + step)
+                    for p in params:
+                        p.grad = torch.randn(p.shape, generator=gen).to(dev)
+                    before = [p.detach().double().clone() for p in params]
+                    opt.request_stats(sample=50)
+                    opt.step()
+                    st = opt.last_stats[0]
+                    assert st is not None and st.fused, "the step did not measure itself"
+                    g = [p.grad.double() for p in params]
+                    new = [p.detach().double() for p in params]
+                    want = [
+                        sum(float((x * x).sum()) for x in g),
+                        sum(float(((n - o) ** 2).sum()) for n, o in zip(new, before)),
+                        sum(float((n * n).sum()) for n in new),
+                    ]
+                    got = [st.grad_sq, st.update_sq, st.param_sq]
+                    sums = max(sums, *(rel(a, b) for a, b in zip(got, want)))
+                    stride = math.ceil(sum(p.numel() for p in params) / 50)
+                    gs = at_sample([p.grad for p in params], stride)
+                    sample = max(sample, float((st.grad_sample - gs).abs().max()))
+                    full = [e for e in opt.effective_lr()[0]]
+                    if st.eff_lr is not None and all(e is not None for e in full):
+                        es = at_sample(full, stride)
+                        eff = max(eff, float(((st.eff_lr - es).abs() / es.abs()).max()))
+                    if last is not None:
+                        d = float((st.grad_sample * last.grad_sample).sum())
+                        dot = max(dot, rel(st.sample_dot_prev, d))
+                    last = st
+                ok = sums <= 1e-5 and sample == 0.0 and eff <= 1e-5 and dot <= 1e-12
+                say(
+                    f"| {name} | {sums:.1e} | {sample:.1e} | {eff:.1e} | {dot:.1e} "
+                    f"{'ok' if ok else 'FAIL'} |"
+                )
+            except Exception as exc:
+                say(f"| {name} | ERROR {type(exc).__name__}: {str(exc)[:200]} | | | |")
+
+
+def monitor_cost(deadline: float) -> None:
+    """``benchmarks/monitor_overhead.py --device cuda`` (48M parameters, a few rounds)."""
+    import contextlib
+    import io
+
+    import monitor_overhead
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        monitor_overhead.main(["--device", "cuda", "--rounds", "10"])
+    say(buf.getvalue())
+
+
 def compile_time(deadline: float) -> None:
     import step_speed
 
@@ -234,6 +328,8 @@ def main() -> None:
         section("1. Triton parity on CUDA (fp32, 100 steps)", end - 60, parity)
         section("1b. bf16/fp16 parameters on CUDA (20 steps)", end, low_precision)
     if not args.parity_only:
+        section("1c. Step statistics on CUDA (request_stats)", deadline - 230, step_stats)
+        section("1d. Monitor overhead on CUDA", deadline - 210, monitor_cost)
         section("2. First-step compile time", deadline - 200, compile_time)
         section("3. Benchmark (benchmarks/step_speed.py --device cuda)", deadline, bench)
     text = "\n".join(REPORT) + "\n"
