@@ -13,7 +13,7 @@ from torch import Tensor
 from . import kernels
 from .core import Transform
 from .core.base import LOW_PRECISION, resolve
-from .kernels.flat import gather, has_dtensor
+from .kernels.flat import Gathered, gather, has_dtensor
 from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
@@ -177,24 +177,24 @@ class Optimizer(torch.optim.Optimizer):
         return out
 
     # -- the step ----------------------------------------------------------------------------
-    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform, list[Tensor], Any]]:
-        """Every group's parameters with a gradient, its chain, those gradients and what
-        :func:`adaptlr.kernels.flat.gather` found about them, checked before any change."""
+    def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform, Gathered]]:
+        """Every group's parameters with a gradient, its chain and what
+        :func:`adaptlr.kernels.flat.gather` found about them (their gradients, and addresses),
+        checked before any change."""
         work = []
         for gi, group in enumerate(self.param_groups):
             # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
             found = gather(group["params"])
-            grads = found.grads
-            if not found.dense and any(g.layout != torch.strided for g in grads):
+            if not found.dense and any(g.layout != torch.strided for g in found.grads):
                 raise TypeError(
                     f"{type(self).__name__} does not support sparse gradients "
                     f"(param group {gi}); use torch.optim.SparseAdam or dense gradients"
                 )
-            work.append((group, found.params, self.transform_for(group), grads, found))
+            work.append((group, found.params, self.transform_for(group), found))
         return work
 
     def _gradients_finite(
-        self, work: list[tuple[dict[str, Any], list[Tensor], Any, Any, Any]]
+        self, work: list[tuple[dict[str, Any], list[Tensor], Transform, Gathered]]
     ) -> bool:
         """``False`` if a group with ``nonfinite="skip"`` has a NaN/inf gradient.
 
@@ -249,7 +249,7 @@ class Optimizer(torch.optim.Optimizer):
             for group in self.param_groups:
                 group["skipped_steps"] = group.get("skipped_steps", 0) + 1
             return loss
-        for gi, (group, params, t, _grads, found) in enumerate(work):
+        for gi, (group, params, t, found) in enumerate(work):
             if not params:
                 if t.collective:  # the other processes wait for this one's share of a norm
                     t.update([], [], [], count=group["applied_steps"])
