@@ -110,14 +110,19 @@ def make_grads(shapes, dtype, kinds_at_step, gen):
     return out
 
 
-def run(name, cfg, dtype, state_dtype, shapes, kinds, seed, fused):
-    """``STEPS`` steps; returns the parameters, the optimizer and the warnings raised."""
-    info = REGISTRY[name]
+def start(cfg, dtype, state_dtype, shapes, seed, fused):
+    """Fresh parameters, the optimizer's keyword arguments and the gradients' generator."""
     params = [p.requires_grad_() for p in make_params(shapes, dtype, seed)]
     kw = dict(cfg, state_dtype=state_dtype)
     if fused is False:
         kw["fused"] = False
-    gen = torch.Generator().manual_seed(seed + 1)
+    return params, kw, torch.Generator().manual_seed(seed + 1)
+
+
+def run(name, cfg, dtype, state_dtype, shapes, kinds, seed, fused):
+    """``STEPS`` steps; returns the parameters, the optimizer and the warnings raised."""
+    info = REGISTRY[name]
+    params, kw, gen = start(cfg, dtype, state_dtype, shapes, seed, fused)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         opt = info.cls(params, **kw)
@@ -279,11 +284,7 @@ def test_a_step_with_all_none_gradients_changes_nothing(setup, warm, fused_flag)
     name, cfg, dtype, state_dtype, shapes, kinds, seed = setup
     fused = None if fused_flag else False
     info = REGISTRY[name]
-    params = [p.requires_grad_() for p in make_params(shapes, dtype, seed)]
-    kw = dict(cfg, state_dtype=state_dtype)
-    if fused is False:
-        kw["fused"] = False
-    gen = torch.Generator().manual_seed(seed + 1)
+    params, kw, gen = start(cfg, dtype, state_dtype, shapes, seed, fused)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FusedFallbackWarning)
         opt = info.cls(params, **kw)
@@ -314,11 +315,7 @@ def test_parameters_without_gradient_are_untouched_while_others_step(setup, fuse
     name, cfg, dtype, state_dtype, shapes, kinds, seed = setup
     assume(len(shapes) >= 2)
     info = REGISTRY[name]
-    params = [p.requires_grad_() for p in make_params(shapes, dtype, seed)]
-    kw = dict(cfg, state_dtype=state_dtype)
-    if not fused_flag:
-        kw["fused"] = False
-    gen = torch.Generator().manual_seed(seed + 1)
+    params, kw, gen = start(cfg, dtype, state_dtype, shapes, seed, None if fused_flag else False)
     frozen = params[0]
     before = frozen.detach().clone()
     with warnings.catch_warnings():
