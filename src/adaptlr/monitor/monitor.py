@@ -87,7 +87,7 @@ def _loss_value(loss: Any) -> tuple[float | None, list[str]]:
 def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> list[float]:
     """``np.nanpercentile(values, percentiles)`` (linear interpolation) in two or three numpy
     calls: it runs right after the step's pass over memory, where every library call starts
-    from cold caches (``np.nanpercentile`` took 0.2 ms there)."""
+    from cold caches (the earlier routine, a dozen numpy calls, took 0.19 ms there)."""
     x = values
     if math.isnan(float(x.sum())):  # a NaN (or inf - inf): drop the NaNs
         x = x[~np.isnan(x)]
