@@ -2,7 +2,9 @@
 
 1. Triton parity, natively on CUDA: every registered optimizer and hyperparameter set, and two
    user chains, fused (generated Triton kernels) against the reference path, fp32, 100 steps,
-   with a zero-size parameter, None gradients and two groups (``tests/kernels/_parity.py``);
+   with a zero-size parameter, None gradients and two groups (``tests/kernels/_parity.py``),
+   with Triton blocks of 16 elements (full chunks: the unmasked ``step_full`` kernel with
+   128-bit accesses) and of 1024, and with misaligned parameters (``ALIGNED=False``);
    1b. bf16/fp16 parameters; 1c. step statistics (``request_stats``, the ``step_stats``
    kernel) against float64 recomputations; 1d. ``benchmarks/monitor_overhead.py --device
    cuda`` for a few rounds.
@@ -57,18 +59,28 @@ def section(name: str, deadline: float, fn) -> None:  # type: ignore[no-untyped-
 
 
 def parity(deadline: float) -> None:
+    import contextlib
     import warnings
 
     from kernels import _parity as P
 
     import adaptlr  # noqa: F401
-    from adaptlr.kernels import FusedFallbackWarning
+    from adaptlr import kernels
+    from adaptlr.kernels import FusedFallbackWarning, flat
     from adaptlr.optimizers.registry import REGISTRY
 
-    dev = "cuda"
+    dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
 
-    def make_params():
-        return [p.detach().to(dev).requires_grad_() for p in P.make_params()]
+    def make_params(misaligned=False):
+        if not misaligned:
+            return [p.detach().to(dev).requires_grad_() for p in P.make_params()]
+        # each parameter one element past an aligned address: step_full runs with
+        # ALIGNED=False (its gradients stay aligned; the flag needs both)
+        out = []
+        for p in P.make_params():
+            buf = torch.empty(p.numel() + 1, device=dev)
+            out.append(buf[1:].view(p.shape).copy_(p.detach()).requires_grad_())
+        return out
 
     def set_grads(params, step):
         """_parity's gradients (None at the same steps), made on the GPU."""
@@ -78,26 +90,43 @@ def parity(deadline: float) -> None:
             skip = P.NONE_AT.get(step) == i or (i == P.LATE and step < 10)
             p.grad = None if skip else 0.5 * p.detach() + noise
 
+    # Triton blocks of 16 elements: the 37-element parameter makes two full chunks (the
+    # unmasked ``step_full`` kernel, ALIGNED) and a tail; blocks of 1024: tails only, as a
+    # small model runs. Then one case each with misaligned parameters (ALIGNED=False).
     cases = [
-        (f"{name}-{i}", info.cls, cfg)
+        (f"{name}-{i} block {block}", info.cls, cfg, block, False)
+        for block in (16, 1024)
         for name, info in REGISTRY.items()
         for i, cfg in enumerate(info.all_configs)
     ]
-    cases += [("chain-three-parts", P.user_chain(), {}), ("chain-global-norm", P.norm_chain(), {})]
+    cases += [
+        (f"{name} block {block}", chain, {}, block, False)
+        for block in (16, 1024)
+        for name, chain in (
+            ("chain-three-parts", P.user_chain()),
+            ("chain-global-norm", P.norm_chain()),
+        )
+    ]
+    cases += [
+        (f"{name}-0 block 16, misaligned", info.cls, info.all_configs[0], 16, True)
+        for name, info in REGISTRY.items()
+    ]
     say("| case | max relative difference (params and state) | result |")
     say("|---|---|---|")
     failures = 0
-    for name, kind, cfg in cases:
+    for name, kind, cfg, block, misaligned in cases:
         if time.time() > deadline - 60:
             say(f"| {name} | — | not run (deadline) |")
             continue
+        interpret = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
+        default_block, flat.TRITON_BLOCK = flat.TRITON_BLOCK, block
         try:
-            pa, pb = make_params(), make_params()
-            with warnings.catch_warnings():
+            pa, pb = make_params(misaligned), make_params(misaligned)
+            with warnings.catch_warnings(), interpret:
                 warnings.simplefilter("error", FusedFallbackWarning)
                 fused = P.make(kind, pa, cfg, None)
                 ref = P.make(kind, pb, cfg, False)
-                for step in range(100):
+                for step in range(100 if dev == "cuda" else 3):
                     set_grads(pa, step)
                     set_grads(pb, step)
                     fused.step()
@@ -114,6 +143,8 @@ def parity(deadline: float) -> None:
         except Exception as exc:
             failures += 1
             say(f"| {name} | — | ERROR {type(exc).__name__}: {str(exc)[:200]} |")
+        finally:
+            flat.TRITON_BLOCK = default_block
     say(f"\n{len(cases) - failures} of {len(cases)} cases within 1e-6.")
 
 

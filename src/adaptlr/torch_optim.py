@@ -89,6 +89,16 @@ class Optimizer(torch.optim.Optimizer):
         #: what the last step measured per group, when asked by :meth:`request_stats`
         self.last_stats: list[StepStats | None] = []
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch keeps only defaults, state and groups; a copy (copy.deepcopy, pickle) also
+        # needs the chain. The fast path's flat plans are not kept: the copy's first step
+        # rebuilds them from its state entries.
+        return {**super().__getstate__(), "_factory": self._factory, "_hyper": self._hyper}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("last_stats", [])
+
     # -- hyperparameters --------------------------------------------------------------------
     def check_group(self, group: dict[str, Any]) -> None:
         """Raise a clear error for a bad hyperparameter of ``group`` (named optimizers)."""
@@ -296,6 +306,17 @@ class Optimizer(torch.optim.Optimizer):
         self._stats_request = StatsRequest(sample, eff_lr)
 
     # -- resume ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, each parameter's state a plain ``dict``.
+
+        The fast path keeps its parameters' state in :class:`~adaptlr.kernels.flat.WatchedState`
+        dicts; a checkpoint must not need adaptlr's classes to load
+        (``torch.load(..., weights_only=True)`` accepts plain containers only).
+        """
+        sd = super().state_dict()
+        sd["state"] = {k: dict(v) if isinstance(v, dict) else v for k, v in sd["state"].items()}
+        return sd
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict of this optimizer, or of its torch.optim counterpart.
 

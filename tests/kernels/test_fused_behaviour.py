@@ -214,3 +214,106 @@ def test_parameter_made_non_contiguous_at_the_same_address():
                 opt.step()
     for a, b in zip(pa, pb):
         assert rel_err(a.detach(), b.detach()) <= 1e-6
+
+
+def _replace_exp_avg(how, opt, p):
+    """Give ``p`` a new first moment (zeros) the way a user might, in place in its dict."""
+    st = opt.state[p]
+    z = torch.zeros_like(st["exp_avg"])
+    if how == "setitem":
+        st["exp_avg"] = z
+    elif how == "update":
+        st.update(exp_avg=z)
+    elif how == "ior":
+        st |= {"exp_avg": z}
+    elif how == "pop-setdefault":
+        st.pop("exp_avg")
+        st.setdefault("exp_avg", z)
+    elif how == "del-setitem":
+        del st["exp_avg"]
+        st["exp_avg"] = z
+    elif how == "clear-update":
+        kept = dict(st)
+        st.clear()
+        st.update(kept, exp_avg=z)
+    elif how == "plain-dict-then-setitem":
+        # the dict itself replaced by a plain copy holding the same views; changed later
+        opt.state[p] = dict(st)
+        return lambda: opt.state[p].__setitem__("exp_avg", z)
+    return None
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "setitem",
+        "update",
+        "ior",
+        "pop-setdefault",
+        "del-setitem",
+        "clear-update",
+        "plain-dict-then-setitem",
+    ],
+)
+def test_a_state_entry_replaced_in_its_dict_is_what_the_next_step_uses(how):
+    """A step skips comparing the state entries while their dicts say nothing changed: every
+    way of changing a dict must say so (else the kernel would go on updating the old flat
+    buffer and the user's tensor would be ignored)."""
+    fused, ref, pa, pb = _pair(lr=0.01)
+    _steps([(fused, pa), (ref, pb)], 0, 4)
+    later = [_replace_exp_avg(how, opt, ps[1]) for opt, ps in ((fused, pa), (ref, pb))]
+    _steps([(fused, pa), (ref, pb)], 4, 2)
+    for change in later:
+        if change is not None:
+            change()
+    _steps([(fused, pa), (ref, pb)], 6, 3)
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+    # the reference moments differ from the untouched run's: the replacement mattered
+    untouched, _, pc, _ = _pair(lr=0.01)
+    _steps([(untouched, pc)], 0, 9)
+    assert rel_err(fused.state[pa[1]]["exp_avg"], untouched.state[pc[1]]["exp_avg"]) > 1e-3
+
+
+def test_state_dict_holds_plain_dicts_and_loads_with_weights_only(tmp_path):
+    import io
+
+    fused, _, pa, _ = _pair(lr=0.01)
+    _steps([(fused, pa)], 0, 3)
+    sd = fused.state_dict()
+    assert all(type(v) is dict for v in sd["state"].values())
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    assert loaded["state"]
+    for i, st in loaded["state"].items():
+        assert torch.equal(st["exp_avg"], fused.state[pa[i]]["exp_avg"])
+
+
+def test_a_deep_copied_optimizer_steps_as_the_original_and_sees_its_own_changes():
+    import copy
+
+    fused, ref, pa, pb = _pair(lr=0.01)
+    _steps([(fused, pa), (ref, pb)], 0, 3)
+    twin = copy.deepcopy(fused)  # its parameters are copies too, in twin.param_groups
+    pt = twin.param_groups[0]["params"]
+    _steps([(fused, pa), (ref, pb), (twin, pt)], 3, 3)
+    for a, b in zip(pa, pt):
+        assert torch.equal(a, b)
+    for opt, ps in ((twin, pt), (ref, pb)):
+        opt.state[ps[2]]["exp_avg"] = torch.zeros_like(opt.state[ps[2]]["exp_avg"])
+    _steps([(twin, pt), (ref, pb)], 6, 3)
+    for a, b in zip(pt, pb):
+        assert rel_err(a.detach(), b.detach()) <= 1e-6
+
+
+def test_a_pickled_optimizer_steps_as_the_original():
+    import pickle
+
+    fused, ref, pa, pb = _pair(lr=0.01)
+    _steps([(fused, pa), (ref, pb)], 0, 3)
+    twin = pickle.loads(pickle.dumps(fused))
+    pt = twin.param_groups[0]["params"]
+    _steps([(fused, pa), (twin, pt)], 3, 3)
+    for a, b in zip(pa, pt):
+        assert torch.equal(a, b)

@@ -50,3 +50,42 @@ def test_triton_equals_reference(info, cfg):
 def test_triton_user_chains(chain):
     fused, ref, pa, pb = run_pair(chain(), {}, steps=STEPS)
     assert_same(fused, ref, pa, pb, tol=1e-6)
+
+
+@pytest.mark.parametrize("misaligned", [False, True], ids=["aligned", "misaligned"])
+def test_full_chunks_and_the_alignment_flag(misaligned):
+    """Chunks of exactly BLOCK elements run ``step_full``, whose ``ALIGNED`` variant declares
+    parameter addresses as multiples of 16 bytes (128-bit accesses, which fault on a GPU at
+    another address): the flag must follow the addresses, and both variants match the
+    reference path."""
+    import torch
+
+    import adaptlr
+
+    def params():
+        gen = torch.Generator().manual_seed(3)
+        out = []
+        for n in (40, 37):
+            buf = torch.empty(n + int(misaligned))
+            p = buf[int(misaligned) :].copy_(torch.randn(n, generator=gen))
+            out.append(p.requires_grad_())
+        return out
+
+    pa, pb = params(), params()
+    assert all(bool(p.data_ptr() % 16) == misaligned for p in pa)
+    fused, ref = adaptlr.Adam(pa, lr=0.01), adaptlr.Adam(pb, lr=0.01, fused=False)
+    for step in range(5):
+        gen = torch.Generator().manual_seed(100 + step)
+        grads = [torch.randn(p.shape, generator=gen) for p in pa]
+        for ps in (pa, pb):
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+        fused.step()
+        ref.step()
+    for a, b in zip(pa, pb):
+        assert torch.allclose(a, b, rtol=1e-6, atol=0)
+    (plan,) = fused.__dict__["_adaptlr_plans"].values()
+    (part,) = plan.last.parts
+    tables = part["dev_tables"]
+    assert tables["full"][0].numel() == 4  # 40 = 16 + 16 + 8, 37 = 16 + 16 + 5
+    assert bool(tables["pptr_aligned"]) == (not misaligned)

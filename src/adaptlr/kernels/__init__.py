@@ -134,14 +134,13 @@ def fused_step(
         return False
     plans = optimizer.__dict__.setdefault("_adaptlr_plans", {})
     plan = plans.get(id(group))
-    ids = tuple(map(id, params))
     usable = (
         plan is not None
         and plan.group is group
         and plan.state is optimizer.state
         and plan.keys == transform.state_keys
     )
-    act = plan.active.get(ids) if usable else None
+    act = plan.find_active(params) if usable else None
     # FSDP2's DTensor parameters: kernels run on each process's local shard. A cached set of
     # plain parameters is still plain (the plan holds those very tensors): no pass over types.
     if act is not None and not plan.dtensor:
@@ -152,12 +151,10 @@ def fused_step(
         pptrs = grads.pptrs if grads is not None and grads.dense and not plan.dtensor else None
         if act is not None and not flat.still_valid(plan, act, locs, pptrs):
             act = None  # e.g. another group added state, or a parameter's data moved
-        if act is None and all(i in plan.where for i in ids):
-            if len(plan.active) > 8:  # a few alternating sets (e.g. a None gradient) stay
-                plan.active.clear()
+        if act is None and all(id(p) in plan.where for p in params):
             act = flat.make_active(plan, params, prog, locs)
             if act is not None and flat.still_valid(plan, act, locs):
-                plan.active[ids] = act
+                plan.remember(act)
             else:
                 act = None
     if act is None:
@@ -180,7 +177,7 @@ def fused_step(
         if act is None:  # cannot happen right after a build; never step on a bad table
             _warn(optimizer, "internal: a fresh plan does not fit its parameters")
             return False
-        plan.active[ids] = act
+        plan.remember(act)
     try:
         measured = flat.run_step(
             optimizer, plan, act, params, transform, prog, group["applied_steps"], stats, grads

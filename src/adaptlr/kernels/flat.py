@@ -11,8 +11,10 @@ gradient set to ``None`` by ``zero_grad()`` and recreated by autograd costs noth
 
 A plan stays valid while nothing moved under it; every step checks, cheaply and completely:
 the state dict is the same object, every state entry of a stepped parameter is still our
-view (identity), every parameter still lives where it did and is contiguous. Otherwise the
-plan is rebuilt, copying the current state values into new flat buffers.
+view, every parameter still lives where it did and is contiguous. Otherwise the plan is
+rebuilt, copying the current state values into new flat buffers. A member's state dict is a
+:class:`WatchedState`, which counts its own changes: while none happened, no entry needs to
+be looked at.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import Tensor
 from ..core.base import Context, Transform
 from ..stats import StatsRequest, StepStats, eff_step, next_serial, stride_for
 from . import backends
+from .codegen import ALIGN
 from .trace import Program
 
 REAL = {
@@ -53,8 +56,6 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 #: elements per chunk: numba's prange unit on CPU, one Triton program on a GPU
 CPU_CHUNK = 1 << 15
 TRITON_BLOCK = int(os.environ.get("ADAPTLR_TRITON_BLOCK", "1024"))
-#: flat offsets are multiples of this many elements
-ALIGN = 16
 #: elements per thread below which fewer CPU threads are woken
 PARALLEL_GRAIN = 1 << 17
 
@@ -137,6 +138,80 @@ def gather(group_params: list[Tensor]) -> Gathered:
     )
 
 
+class Clock:
+    """How many times the state dicts that an optimizer's plans hold views in have changed."""
+
+    __slots__ = ("ticks",)
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+
+def _rebuild_watched(clock: Clock, items: dict) -> WatchedState:
+    return WatchedState(clock, items)
+
+
+class WatchedState(dict):
+    """A parameter's ``optimizer.state`` entry that counts its changes on ``clock``.
+
+    A step must know that every state entry of its parameters is still the view of the flat
+    buffers it updates; comparing 3 entries each of 10,000 parameters costs 1 ms a step
+    (measured), reading the clock nothing. Every method that can change a dict ticks it
+    (``setdefault`` even when the key exists: a spurious tick costs one full check).
+    It pickles and deep-copies as itself (with its clock); ``state_dict()`` hands out
+    plain dicts (see :meth:`adaptlr.Optimizer.state_dict`).
+    """
+
+    __slots__ = ("clock",)
+
+    def __init__(self, clock: Clock, items: dict | None = None) -> None:
+        super().__init__(items or {})
+        self.clock = clock
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild_watched, (self.clock, dict(self)))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.clock.ticks += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.clock.ticks += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> WatchedState:
+        self.clock.ticks += 1
+        return super().__ior__(other)
+
+    def clear(self) -> None:
+        self.clock.ticks += 1
+        super().clear()
+
+    def pop(self, *args: Any) -> Any:
+        self.clock.ticks += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple:
+        self.clock.ticks += 1
+        return super().popitem()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.clock.ticks += 1
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.clock.ticks += 1
+        super().update(*args, **kwargs)
+
+
+def clock_of(optimizer: Any) -> Clock:
+    """The clock of ``optimizer``'s watched state dicts (made on first use)."""
+    clock = optimizer.__dict__.get("_adaptlr_clock")
+    if clock is None:
+        clock = optimizer.__dict__["_adaptlr_clock"] = Clock()
+    return clock
+
+
 @dataclass
 class Bucket:
     """The flat state of the parameters of one (device, real dtype) in a group."""
@@ -171,14 +246,20 @@ class Active:
     serial: int = field(default_factory=lambda: next(_SERIALS))
     #: elements stepped (counted on the first measured step; -1 until then)
     elements: int = -1
+    #: the plan's clock when its state entries were last found to be the views
+    ticks: int = -1
 
 
 class Plan:
     """Flat buffers of one group and the cached tables of its recent active sets."""
 
-    def __init__(self, group: dict, state: Any, keys: tuple[str, ...], buckets: list[Bucket]):
+    def __init__(
+        self, group: dict, state: Any, keys: tuple[str, ...], buckets: list[Bucket], clock: Clock
+    ):
         self.group = group
         self.state = state
+        #: ticks whenever a member's state dict (a WatchedState) changes
+        self.clock = clock
         self.keys = keys
         self.buckets = buckets
         #: the serial of the group's last measured step (adaptlr.stats.StepStats.serial)
@@ -187,12 +268,36 @@ class Plan:
         for bi, b in enumerate(buckets):
             for li, p in enumerate(b.params):
                 self.where[id(p)] = (bi, li)
+        #: the recent active sets, by their parameters' ids; ``last`` is the latest one
         self.active: dict[tuple[int, ...], Active] = {}
+        self.last: Active | None = None
         #: DTensor parameters: kernels run on local shards; a global norm is all-reduced here
         self.norm_group: Any = None
         self.dtensor = False
         #: per member, the views its state entries must be (identity) for the plan to hold
         self.views: dict[int, dict[str, Tensor]] = {}
+
+    def find_active(self, params: list[Tensor]) -> Active | None:
+        """The cached active set of exactly ``params`` (in order), or ``None``."""
+        last = self.last
+        # the usual case, the same set as last step: one C-level identity pass (building and
+        # hashing a tuple of 10,000 ids costs 0.4 ms)
+        if (
+            last is not None
+            and len(last.params) == len(params)
+            and all(map(operator.is_, params, last.params))
+        ):
+            return last
+        act = self.active.get(tuple(map(id, params)))
+        if act is not None:
+            self.last = act
+        return act
+
+    def remember(self, act: Active) -> None:
+        if len(self.active) > 8:  # a few alternating sets (e.g. a None gradient) stay
+            self.active.clear()
+        self.active[tuple(map(id, act.params))] = act
+        self.last = act
 
 
 def _real(t: Tensor) -> Tensor:
@@ -299,10 +404,14 @@ def build_plan(
         buckets.append(
             Bucket(device, dtype, sdtype, ps, numels, offsets, buffers, steps, scalars, arrays)
         )
-    plan = Plan(group, state, keys, buckets)
+    clock = clock_of(optimizer)
+    plan = Plan(group, state, keys, buckets, clock)
     plan.dtensor, plan.norm_group = dtensor, norm_group
     for p in members:
-        plan.views[id(p)] = {k: state[p][k] for k in keys}
+        st = state[p]
+        if type(st) is not WatchedState or st.clock is not clock:
+            state[p] = st = WatchedState(clock, st)
+        plan.views[id(p)] = {k: st[k] for k in keys}
     return plan
 
 
@@ -371,6 +480,9 @@ def make_active(
             return None
     state = plan.state
     states = [state.get(p) for p in params]  # (None where a dict vanished: never valid)
+    clock = plan.clock
+    if not all(type(st) is WatchedState and st.clock is clock for st in states):
+        return None  # a dict replaced by hand: its changes would not tick (a rebuild wraps it)
     views = {k: [plan.views[id(p)][k] for p in params] for k in plan.keys}
     parts = []
     for bi, b in enumerate(plan.buckets):
@@ -405,24 +517,30 @@ def _force_triton() -> bool:
 def still_valid(
     plan: Plan, act: Active, params: list[Tensor], pptrs: list[int] | None = None
 ) -> bool:
-    """Everything the plan assumed still holds (identity checks, one C-level pass per key).
+    """Everything the plan assumed still holds (identity checks, C-level passes).
 
     ``pptrs``: the parameters' addresses, where :func:`gather` found them all contiguous.
 
     The per-parameter state dicts are compared through ``state.values()`` (no tensor
-    hashing): a dict replaced, added or removed anywhere in the optimizer shows there.
+    hashing): a dict replaced, added or removed anywhere in the optimizer shows there. Their
+    entries are compared (one pass per key) only when the plan's clock says that one of its
+    dicts, all :class:`WatchedState`, changed since they were last found to be the views.
     """
     state = plan.state
     if len(state) != len(act.all_states) or not all(
         map(operator.is_, state.values(), act.all_states)
     ):
         return False
-    try:
-        for k in plan.keys:
-            if not all(map(operator.is_, map(operator.itemgetter(k), act.states), act.views[k])):
-                return False
-    except (KeyError, TypeError):
-        return False
+    ticks = plan.clock.ticks
+    if act.ticks != ticks:
+        try:
+            for k in plan.keys:
+                got = map(operator.itemgetter(k), act.states)
+                if not all(map(operator.is_, got, act.views[k])):
+                    return False
+        except (KeyError, TypeError):
+            return False
+        act.ticks = ticks
     if pptrs is not None:  # found contiguous by gather()
         return pptrs == act.pptrs
     # map over the unbound methods: C-level loops, ~10,000 tensors in well under 1 ms
@@ -735,19 +853,47 @@ def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn, extra=()) -> 
     dt = part.get("dev_tables")
     if dt is None:
         ck_t, ck_lo, ck_hi = part["chunks"]
-        dt = part["dev_tables"] = tuple(
-            torch.from_numpy(a).to(dev) for a in (part["pptr"], part["soff"], ck_t, ck_lo, ck_hi)
-        )
-    pptr, soff, ck_t, ck_lo, ck_hi = dt
-    gptr_t = torch.from_numpy(gptr).to(dev, non_blocking=False)
-    crow = torch.from_numpy(inverse).to(dev)
-    coef = torch.from_numpy(table).to(dev)
-    konst_t = torch.from_numpy(konst).to(dev)
+        full = (ck_hi - ck_lo) == TRITON_BLOCK
+        dt = part["dev_tables"] = {
+            "pptr": torch.from_numpy(part["pptr"]).to(dev),
+            "soff": torch.from_numpy(part["soff"]).to(dev),
+            # every chunk; then the full ones (``step_full``) and the shorter tails apart
+            "all": tuple(torch.from_numpy(a).to(dev) for a in (ck_t, ck_lo, ck_hi)),
+            "full": tuple(torch.from_numpy(a[full]).to(dev) for a in (ck_t, ck_lo, ck_hi)),
+            "tail": tuple(torch.from_numpy(a[~full]).to(dev) for a in (ck_t, ck_lo, ck_hi)),
+            "pptr_aligned": not (part["pptr"] % 16).any(),
+        }
+    # this step's tables in one copy to the device (each copy from pageable memory waits for
+    # the device): all four are 8-byte values, the float64 ones carried as their bits; each
+    # starts on 16 bytes, as Triton specialises its kernels on pointers that do (another
+    # alignment would compile another variant)
+    segs = [gptr, inverse, table.reshape(-1).view(np.int64), konst.view(np.int64)]
+    starts = np.cumsum([0] + [len(a) + len(a) % 2 for a in segs]).tolist()
+    host = np.zeros(starts[-1], dtype=np.int64)
+    for a, at in zip(segs, starts):
+        host[at : at + len(a)] = a
+    tables = torch.from_numpy(host).to(dev)
+    gptr_t, crow, coef, konst_t = (tables[at : at + len(a)] for a, at in zip(segs, starts))
+    coef, konst_t = coef.view(torch.float64), konst_t.view(torch.float64)
     bufs = [b.buffers[k] for k in prog.buffer_keys]
-    n = ck_t.numel()
+    n = dt["all"][0].numel()
     if n == 0:
         return 0.0
-    args = (pptr, gptr_t, soff, crow, coef, konst_t, ck_t, ck_lo, ck_hi)
+    head = (dt["pptr"], gptr_t, dt["soff"], crow, coef, konst_t)
+    args = (*head, *dt["all"])
+    if fn == "step":
+        nfull, ntail = dt["full"][0].numel(), dt["tail"][0].numel()
+        if nfull:
+            aligned = dt["pptr_aligned"] and not (gptr % 16).any()
+            mod.step_full[(nfull,)](
+                *head, *dt["full"], *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK,
+                ALIGNED=bool(aligned), **_NO_FMA,
+            )  # fmt: skip
+        if ntail:
+            mod.step[(ntail,)](
+                *head, *dt["tail"], *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA
+            )
+        return 0.0
     if fn.startswith("step"):
         kernel = getattr(mod, fn)
         kernel[(n,)](*args, *extra, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA)
