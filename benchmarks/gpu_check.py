@@ -7,7 +7,8 @@
    128-bit accesses) and of 1024, and with misaligned parameters (``ALIGNED=False``);
    1b. bf16/fp16 parameters; 1c. step statistics (``request_stats``, the ``step_stats``
    kernel) against float64 recomputations; 1d. ``benchmarks/monitor_overhead.py --device
-   cuda`` for a few rounds.
+   cuda`` for a few rounds; 1e. Adam's step for Triton blocks of 1024-4096 elements and 4 or 8
+   warps, against a copy of the same bytes.
 2. First-step compile time, fresh caches, then in a second process.
 3. ``benchmarks/step_speed.py --device cuda``: bandwidth, adaptlr against torch for-loop /
    foreach / fused, 1B fp32 parameters in 96 tensors if memory allows (else 256M) and
@@ -311,6 +312,76 @@ def monitor_cost(deadline: float) -> None:
     say(buf.getvalue())
 
 
+def block_sweep(deadline: float) -> None:
+    """Adam's step (fp32, 96 tensors) for Triton blocks of 1024/2048/4096 elements and 4 or 8
+    warps, against the device's copy bandwidth: which launch shape reaches it (the defaults
+    are ``flat.TRITON_BLOCK`` and ``flat.TRITON_WARPS``)."""
+    import contextlib
+    import statistics
+
+    import adaptlr
+    from adaptlr import kernels
+    from adaptlr.kernels import flat
+
+    dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
+    if dev == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        # the copy of 28 bytes per parameter, then parameters, gradients and Adam's state
+        n = int(1e9) if free > 30 * 1e9 * 1.2 else int(256e6)
+    else:
+        n = 96 * 5000
+
+    def timed(fn, reps):  # type: ignore[no-untyped-def]
+        times = []
+        for _ in range(reps):
+            if dev == "cuda":
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn()
+                b.record()
+                torch.cuda.synchronize()
+                times.append(a.elapsed_time(b))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    def copy_time() -> float:  # a copy moving Adam's 28 bytes per parameter
+        src = torch.randn(n * 28 // 8, device=dev)
+        dst = torch.empty_like(src)
+        return timed(lambda: dst.copy_(src), 10)
+
+    copy_ms = copy_time()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+    ps = [torch.randn(n // 96, device=dev).requires_grad_() for _ in range(96)]
+    for p in ps:
+        p.grad = torch.randn_like(p) * 1e-2
+    say(f"{n / 1e6:g}M parameters; a copy of the same bytes: {copy_ms:.3f} ms")
+    say("")
+    say("| block | warps | Adam step ms | copy / step (fraction of copy bandwidth) |")
+    say("|---|---|---|---|")
+    default = flat.TRITON_BLOCK, flat.TRITON_WARPS
+    try:
+        for block in (1024, 2048, 4096):
+            for warps in (4, 8):
+                if time.time() > deadline - 15:
+                    say(f"| {block} | {warps} | not run (deadline) | |")
+                    continue
+                flat.TRITON_BLOCK, flat.TRITON_WARPS = block, warps
+                ctx = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
+                with ctx:
+                    opt = adaptlr.Adam(ps, lr=1e-3)
+                    for _ in range(3):  # compile, state
+                        opt.step()
+                    ms = timed(opt.step, 20 if dev == "cuda" else 2)
+                del opt
+                say(f"| {block} | {warps} | {ms:.3f} | {copy_ms / ms:.3f} |")
+    finally:
+        flat.TRITON_BLOCK, flat.TRITON_WARPS = default
+
+
 def compile_time(deadline: float) -> None:
     import step_speed
 
@@ -361,6 +432,7 @@ def main() -> None:
     if not args.parity_only:
         section("1c. Step statistics on CUDA (request_stats)", deadline - 230, step_stats)
         section("1d. Monitor overhead on CUDA", deadline - 210, monitor_cost)
+        section("1e. Triton block and warps (Adam)", deadline - 205, block_sweep)
         section("2. First-step compile time", deadline - 200, compile_time)
         section("3. Benchmark (benchmarks/step_speed.py --device cuda)", deadline, bench)
     text = "\n".join(REPORT) + "\n"

@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> str:
         per = total // count
         reps = 5 if total * 4 >= 1e8 else 20
         if device == "cpu":
-            reps = 15 if total * 4 >= 1e8 else 30
+            reps = 25 if total * 4 >= 1e8 else 30
         lines += [
             f"### {count:,} tensors x {per:,} = {count * per / 1e6:g}M fp32 parameters",
             "",
@@ -454,7 +454,7 @@ bandwidth. *adaptlr / torch's fastest* below 1 means adaptlr is faster. *Peak ex
 what one step allocates on top of parameters, gradients and state.
 
 On the CPU the implementations of one algorithm are timed side by side: each holds its own
-parameters, and every round takes one step of each (15 rounds with 48M parameters, else 30,
+parameters, and every round takes one step of each (25 rounds with 48M parameters, else 30,
 after 2 warm-up steps); with 48M parameters each round also times the floor itself (an
 in-place scaling of a float32 tensor moving the algorithm's bytes). Times are medians over
 rounds; the two ratio columns are medians over rounds of the ratio within a round. For the

@@ -56,6 +56,8 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 #: elements per chunk: numba's prange unit on CPU, one Triton program on a GPU
 CPU_CHUNK = 1 << 15
 TRITON_BLOCK = int(os.environ.get("ADAPTLR_TRITON_BLOCK", "1024"))
+#: warps per Triton program (Triton's own default); ``benchmarks/gpu_check.py`` sweeps both
+TRITON_WARPS = int(os.environ.get("ADAPTLR_TRITON_WARPS", "4"))
 #: elements per thread below which fewer CPU threads are woken
 PARALLEL_GRAIN = 1 << 17
 
@@ -495,6 +497,7 @@ def make_active(
         ck_t, ck_lo, ck_hi = _chunks(numels, size)
         part = {
             "bucket": b,
+            "block": size,  # the kernels declare chunk starts multiples of it
             "pos": pos,
             "all": len(pos) == len(params),
             "local": local,
@@ -853,7 +856,7 @@ def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn, extra=()) -> 
     dt = part.get("dev_tables")
     if dt is None:
         ck_t, ck_lo, ck_hi = part["chunks"]
-        full = (ck_hi - ck_lo) == TRITON_BLOCK
+        full = (ck_hi - ck_lo) == part["block"]
         dt = part["dev_tables"] = {
             "pptr": torch.from_numpy(part["pptr"]).to(dev),
             "soff": torch.from_numpy(part["soff"]).to(dev),
@@ -881,25 +884,18 @@ def _launch_triton(prog, b, part, table, inverse, gptr, konst, fn, extra=()) -> 
         return 0.0
     head = (dt["pptr"], gptr_t, dt["soff"], crow, coef, konst_t)
     args = (*head, *dt["all"])
+    opts = {"NCOEF": table.shape[1], "BLOCK": part["block"], "num_warps": TRITON_WARPS, **_NO_FMA}
     if fn == "step":
         nfull, ntail = dt["full"][0].numel(), dt["tail"][0].numel()
         if nfull:
-            aligned = dt["pptr_aligned"] and not (gptr % 16).any()
-            mod.step_full[(nfull,)](
-                *head, *dt["full"], *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK,
-                ALIGNED=bool(aligned), **_NO_FMA,
-            )  # fmt: skip
+            aligned = bool(dt["pptr_aligned"] and not (gptr % 16).any())
+            mod.step_full[(nfull,)](*head, *dt["full"], *bufs, ALIGNED=aligned, **opts)
         if ntail:
-            mod.step[(ntail,)](
-                *head, *dt["tail"], *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA
-            )
+            mod.step[(ntail,)](*head, *dt["tail"], *bufs, **opts)
         return 0.0
     if fn.startswith("step"):
-        kernel = getattr(mod, fn)
-        kernel[(n,)](*args, *extra, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA)
+        getattr(mod, fn)[(n,)](*args, *extra, *bufs, **opts)
         return 0.0
     partial = torch.zeros(n, dtype=torch.float64, device=dev)
-    getattr(mod, fn)[(n,)](
-        *args, partial, *bufs, NCOEF=table.shape[1], BLOCK=TRITON_BLOCK, **_NO_FMA
-    )
+    getattr(mod, fn)[(n,)](*args, partial, *bufs, **opts)
     return float(partial.sum())
