@@ -448,18 +448,19 @@ def describe(device: str) -> str:
 NOTES = """\
 *adaptlr* is the default step of each optimizer: the kernel generated from the chain's parts
 (numba on CPU, Triton on CUDA) over flat state buffers, parameters and gradients read in place.
-The *floor* is the bytes the algorithm must move (parameters, gradients and state read, new
-parameters and state written: counted from the traced kernel) divided by the measured
-bandwidth. *adaptlr / torch's fastest* below 1 means adaptlr is faster. *Peak extra memory* is
-what one step allocates on top of parameters, gradients and state.
+The *floor* is the time to move the bytes the algorithm must move (parameters, gradients and
+state read, new parameters and state written: counted from the traced kernel).
+*adaptlr / torch's fastest* below 1 means adaptlr is faster. *Peak extra memory* is what one
+step allocates on top of parameters, gradients and state.
 
 On the CPU the implementations of one algorithm are timed side by side: each holds its own
 parameters, and every round takes one step of each (25 rounds with 48M parameters, else 30,
-after 2 warm-up steps); with 48M parameters each round also times the floor itself (an
-in-place scaling of a float32 tensor moving the algorithm's bytes). Times are medians over
-rounds; the two ratio columns are medians over rounds of the ratio within a round. For the
-smaller shapes the floor is computed from the bandwidth above. On CUDA each implementation is
-timed on its own (CUDA events, medians) and the floor comes from the bandwidth.
+after 2 warm-up steps). Where the algorithm moves at least 100 MB a step (48M and 10M
+parameters) each round also times the floor itself: an in-place scaling of a float32 tensor
+moving the same bytes. Times are medians over rounds; the two ratio columns are medians over
+rounds of the ratio within a round. For the smallest shape, and on CUDA, the floor is the
+bytes divided by the bandwidth above; on CUDA each implementation is timed on its own (CUDA
+events, medians).
 """
 
 
