@@ -45,3 +45,38 @@ def test_float64_is_exact_to_rounding(name):
     info = REGISTRY[name]
     fused, ref, pa, pb = run_pair(info.cls, info.all_configs[-1], dtype=torch.float64)
     assert_same(fused, ref, pa, pb, tol=1e-12)
+
+
+@pytest.mark.parametrize("threads", ["serial", "parallel"])
+@pytest.mark.parametrize(
+    "kind, cfg",
+    [pytest.param(info.cls, info.all_configs[0], id=name) for name, info in REGISTRY.items()]
+    + [
+        pytest.param(user_chain(), {}, id="three-parts"),
+        pytest.param(norm_chain(), {}, id="global-norm"),
+    ],
+)
+def test_serial_and_parallel_kernels_equal_reference(kind, cfg, threads, monkeypatch):
+    """A step too small to share out runs ``step_serial`` (no thread pool); a larger one the
+    parallel ``step``. The tests' tensors are small: a grain of 1 element sends them to the
+    parallel kernel."""
+    from adaptlr.kernels import backends
+
+    if threads == "parallel":
+        monkeypatch.setattr(flat, "PARALLEL_GRAIN", 1)
+    used = []
+    real = backends.numba_module
+
+    class Spy:  # the generated module, recording which kernels a step calls
+        def __init__(self, mod):
+            self.mod = mod
+
+        def __getattr__(self, name):
+            fn = getattr(self.mod, name)
+            return lambda *args: used.append(name) or fn(*args)
+
+    monkeypatch.setattr(backends, "numba_module", lambda *a: Spy(real(*a)))
+    fused, ref, pa, pb = run_pair(kind, cfg, steps=30)
+    assert_same(fused, ref, pa, pb, tol=1e-6)
+    expected, other = ("step", "step_serial") if threads == "parallel" else ("step_serial", "step")
+    assert expected in used and other not in used

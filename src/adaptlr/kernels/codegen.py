@@ -309,8 +309,9 @@ def _numba_chunk(prog: Program) -> list[str]:
 
 
 def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
-    """A module defining ``step`` (the fused update), ``step_stats`` (the same update, also
-    measuring it for the monitor) and one ``norm{k}`` per global norm.
+    """A module defining ``step`` (the fused update), ``step_serial`` (the same, on one
+    thread), ``step_stats`` (the same update, also measuring it for the monitor) and one
+    ``norm{k}`` per global norm.
 
     ``pd`` is the parameters' dtype, ``sd`` the state's (default: ``pd``).
     """
@@ -346,12 +347,17 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     ct_p = compute_type(pd)
     eb, eff = _eff_body(prog, "numba", pd, sd)
     out: list[str] = []
-    for stats in (False, True):
-        name, extra = ("step_stats", _STATS_ARGS + ", T") if stats else ("step", "")
+    # ``step_serial`` is ``step`` compiled without numba's parallel runtime (``prange`` is then
+    # ``range``): a step too small to share out (see ``flat.PARALLEL_GRAIN``) skips the
+    # thread-pool launch and the thread-count calls around it
+    for name in ("step", "step_serial", "step_stats"):
+        stats = name == "step_stats"
+        extra = _STATS_ARGS + ", T" if stats else ""
+        parallel = name != "step_serial"
         out += [
             "",
             "",
-            "@njit(parallel=True, cache=True, nogil=True, error_model='numpy')",
+            f"@njit(parallel={parallel}, cache=True, nogil=True, error_model='numpy')",
             f"def {name}(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi, w{extra}"
             f"{bufsig}):",
             *_numba_chunk(prog),

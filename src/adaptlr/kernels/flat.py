@@ -564,7 +564,7 @@ def coefficient_rows(
 
     Returns the table (rows x ``len(prog.coef_keys)``) and, per row, the new scalar state.
     """
-    column = {k: j for j, k in enumerate(prog.coef_keys)}
+    column = prog.coef_columns
     table = np.zeros((len(keys), max(len(prog.coef_keys), 1)), dtype=np.float64)
     new_scalars: list[dict[str, float]] = []
     for r, row in enumerate(keys):
@@ -581,7 +581,7 @@ def coefficient_rows(
                 if j is None:
                     raise Unsupported(f"{part!r} returned an untraced coefficient {name!r}")
                 table[r, j] = float(value)
-            if len(c) != sum(1 for k in prog.coef_keys if k[0] == si):
+            if len(c) != prog.coef_counts[si]:
                 raise Unsupported(f"{part!r} returned a different set of coefficients")
             for name, value in ns.items():
                 out[slot.names[name]] = float(value)
@@ -591,6 +591,10 @@ def coefficient_rows(
 
 def _rows(cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (step, scalars…) rows of per-tensor columns, and each tensor's row."""
+    if len(cols) == 1:  # steps only (no scalar state), the usual case all at one step
+        col = cols[0]
+        if (col == col[0]).all():
+            return np.full((1, 1), col[0], dtype=np.float64), np.zeros(len(col), dtype=np.int64)
     keys = np.stack(cols, axis=1).astype(np.float64)
     if (keys == keys[0]).all():  # the usual case: every tensor at the same step
         return keys[:1], np.zeros(len(keys), dtype=np.int64)
@@ -803,7 +807,7 @@ def _launch(
     extra: tuple = (),
 ) -> float:
     ck_t, ck_lo, ck_hi = part["chunks"]
-    konst = np.array(prog.graph.consts or [0.0], dtype=np.float64)
+    konst = prog.konst
     if b.device.type == "cpu" and not _force_triton():
         mod = backends.numba_module(prog, DTYPE_NAME[b.dtype], DTYPE_NAME[b.state_dtype])
         witness = part.get("witness")
@@ -816,6 +820,9 @@ def _launch(
         if threads is None:
             elems = int(part["chunks"][2].sum() - part["chunks"][1].sum())
             threads = part["threads"] = max(1, min(_max_threads(), elems // PARALLEL_GRAIN))
+        if threads == 1 and fn == "step":
+            mod.step_serial(*args, witness, *b.arrays)
+            return 0.0
         before = _set_threads(threads)
         try:
             if fn.startswith("step"):

@@ -17,10 +17,14 @@ Two kinds of nodes are kept apart, because they round differently in the referen
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ..core.base import Context, Transform
 
@@ -224,6 +228,23 @@ class Program:
     #: (``("nbuf", key)`` leaves) and the step's coefficients; ``None`` where the chain has no
     #: magnitude, or its σ cannot be traced
     eff: Sym | None = None
+
+    # what every step's launch needs about the program, computed once (it is shared by every
+    # chain of the same signature; these depend on the program alone)
+    @functools.cached_property
+    def coef_columns(self) -> dict[tuple[int, str], int]:
+        """The column of each ``(slot index, coefficient name)`` in the coefficient table."""
+        return {k: j for j, k in enumerate(self.coef_keys)}
+
+    @functools.cached_property
+    def coef_counts(self) -> Counter[int]:
+        """How many coefficients each slot's part contributes."""
+        return Counter(si for si, _ in self.coef_keys)
+
+    @functools.cached_property
+    def konst(self) -> np.ndarray:
+        """The graph's literal constants, as the kernels read them."""
+        return np.array(self.graph.consts or [0.0], dtype=np.float64)
 
     def loads(self, *roots: Sym) -> set[tuple[str, Any]]:
         """The leaves (``("g",)``, ``("p",)``, ``("buf", key)``) that ``roots`` read."""
