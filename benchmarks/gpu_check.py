@@ -317,7 +317,8 @@ def block_sweep(deadline: float) -> None:
     warps, against the device's copy bandwidth: which launch shape reaches it (the defaults
     are ``flat.TRITON_BLOCK`` and ``flat.TRITON_WARPS``)."""
     import contextlib
-    import statistics
+
+    import step_speed
 
     import adaptlr
     from adaptlr import kernels
@@ -331,26 +332,10 @@ def block_sweep(deadline: float) -> None:
     else:
         n = 96 * 5000
 
-    def timed(fn, reps):  # type: ignore[no-untyped-def]
-        times = []
-        for _ in range(reps):
-            if dev == "cuda":
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
-                fn()
-                b.record()
-                torch.cuda.synchronize()
-                times.append(a.elapsed_time(b))
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
-
     def copy_time() -> float:  # a copy moving Adam's 28 bytes per parameter
         src = torch.randn(n * 28 // 8, device=dev)
         dst = torch.empty_like(src)
-        return timed(lambda: dst.copy_(src), 10)
+        return step_speed.timeit(lambda: dst.copy_(src), dev, reps=10)
 
     copy_ms = copy_time()
     if dev == "cuda":
@@ -373,9 +358,8 @@ def block_sweep(deadline: float) -> None:
                 ctx = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
                 with ctx:
                     opt = adaptlr.Adam(ps, lr=1e-3)
-                    for _ in range(3):  # compile, state
-                        opt.step()
-                    ms = timed(opt.step, 20 if dev == "cuda" else 2)
+                    opt.step()  # compile, state; then step_speed.timeit's two warm-up steps
+                    ms = step_speed.timeit(opt.step, dev, reps=20 if dev == "cuda" else 2)
                 del opt
                 say(f"| {block} | {warps} | {ms:.3f} | {copy_ms / ms:.3f} |")
     finally:
