@@ -13,7 +13,7 @@ from torch import Tensor
 from . import kernels
 from .core import Transform
 from .core.base import LOW_PRECISION, resolve
-from .kernels.flat import Gathered, gather, has_dtensor
+from .kernels.flat import Gathered, clock_of, gather, has_dtensor, watched
 from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
@@ -86,17 +86,26 @@ class Optimizer(torch.optim.Optimizer):
             )
         )
         super().__init__(params, defaults)
+        # per-parameter state dicts count their changes (see kernels.flat.WatchedState)
+        self.state = watched(self.state, clock_of(self))
         #: what the last step measured per group, when asked by :meth:`request_stats`
         self.last_stats: list[StepStats | None] = []
 
     def __getstate__(self) -> dict[str, Any]:
         # torch keeps only defaults, state and groups; a copy (copy.deepcopy, pickle) also
-        # needs the chain. The fast path's flat plans are not kept: the copy's first step
-        # rebuilds them from its state entries.
-        return {**super().__getstate__(), "_factory": self._factory, "_hyper": self._hyper}
+        # needs the chain, and the clock its state dicts tick. The fast path's flat plans are
+        # not kept: the copy's first step rebuilds them from its state entries.
+        return {
+            **super().__getstate__(),
+            "_factory": self._factory,
+            "_hyper": self._hyper,
+            "_adaptlr_clock": clock_of(self),
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # also how torch's load_state_dict installs the loaded state
         super().__setstate__(state)
+        self.state = watched(self.state, clock_of(self))
         self.__dict__.setdefault("last_stats", [])
 
     # -- hyperparameters --------------------------------------------------------------------

@@ -317,3 +317,18 @@ def test_a_pickled_optimizer_steps_as_the_original():
     _steps([(fused, pa), (twin, pt)], 3, 3)
     for a, b in zip(pa, pt):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("when", ["before the first step", "after a load"])
+def test_a_state_dict_held_across_a_fused_step_stays_the_optimizers(when):
+    """The fast path needs watched state dicts; they are made where the state is made, so a
+    dict a user holds is never replaced under them by the plan (it would go stale)."""
+    fused, ref, pa, pb = _pair(lr=0.01)
+    if when == "after a load":
+        _steps([(fused, pa), (ref, pb)], 0, 3)
+        fused.load_state_dict(fused.state_dict())
+        ref.load_state_dict(ref.state_dict())
+    held = fused.state[pa[0]]
+    _steps([(fused, pa), (ref, pb)], 3, 2)
+    assert fused.state[pa[0]] is held
+    assert torch.equal(held["exp_avg"], ref.state[pb[0]]["exp_avg"])

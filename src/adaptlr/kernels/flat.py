@@ -19,11 +19,13 @@ be looked at.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
 import os
 import sys
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +163,8 @@ class WatchedState(dict):
     (measured), reading the clock nothing. Every method that can change a dict ticks it
     (``setdefault`` even when the key exists: a spurious tick costs one full check).
     It pickles and deep-copies as itself (with its clock); ``state_dict()`` hands out
-    plain dicts (see :meth:`adaptlr.Optimizer.state_dict`).
+    plain dicts (see :meth:`adaptlr.Optimizer.state_dict`). :func:`watched` makes an
+    optimizer's state of them.
     """
 
     __slots__ = ("clock",)
@@ -212,6 +215,19 @@ def clock_of(optimizer: Any) -> Clock:
     if clock is None:
         clock = optimizer.__dict__["_adaptlr_clock"] = Clock()
     return clock
+
+
+def watched(state: Any, clock: Clock) -> defaultdict:
+    """``optimizer.state`` whose per-parameter dicts are (and are born) WatchedState dicts.
+
+    Wrapping a dict makes a new object: done where the state is made (construction, load,
+    unpickling), before a caller can hold a dict that the fast path would then replace.
+    """
+    out: defaultdict = defaultdict(functools.partial(WatchedState, clock))
+    for k, v in state.items():
+        fresh = isinstance(v, dict) and not (type(v) is WatchedState and v.clock is clock)
+        out[k] = WatchedState(clock, v) if fresh else v
+    return out
 
 
 @dataclass
