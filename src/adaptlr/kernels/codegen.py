@@ -497,19 +497,23 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
         "",
         *_TRITON_HELPERS,
     ]
-    pre = [
-        "    k = tl.program_id(0)",
-        "    t = tl.load(ck_t + k)",
-        "    lo = tl.multiple_of(tl.load(ck_lo + k), BLOCK)",
-        "    hi = tl.load(ck_hi + k)",
-        "    offs = lo + tl.arange(0, BLOCK)",
-        "    mask = offs < hi",
-        f"    P = tl.load(pptr + t).to(tl.pointer_type(tl.{pd}))",
-        f"    G = tl.load(gptr + t).to(tl.pointer_type(tl.{pd}))",
-        f"    so = tl.multiple_of(tl.load(soff + t), {ALIGN}) + offs",
-        "    r = tl.load(crow + t)",
-    ]
-    full = ["    mask = None" if line == "    mask = offs < hi" else line for line in pre] + [
+
+    def chunk_head(mask: str) -> list[str]:
+        return [
+            "    k = tl.program_id(0)",
+            "    t = tl.load(ck_t + k)",
+            "    lo = tl.multiple_of(tl.load(ck_lo + k), BLOCK)",
+            "    hi = tl.load(ck_hi + k)",
+            "    offs = lo + tl.arange(0, BLOCK)",
+            f"    mask = {mask}",
+            f"    P = tl.load(pptr + t).to(tl.pointer_type(tl.{pd}))",
+            f"    G = tl.load(gptr + t).to(tl.pointer_type(tl.{pd}))",
+            f"    so = tl.multiple_of(tl.load(soff + t), {ALIGN}) + offs",
+            "    r = tl.load(crow + t)",
+        ]
+
+    pre = chunk_head("offs < hi")
+    full = chunk_head("None") + [
         "    if ALIGNED:",
         "        P = tl.multiple_of(P, 16)",
         "        G = tl.multiple_of(G, 16)",

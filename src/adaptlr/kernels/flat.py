@@ -217,6 +217,11 @@ def clock_of(optimizer: Any) -> Clock:
     return clock
 
 
+def is_watched(st: Any, clock: Clock) -> bool:
+    """Whether ``st`` is a WatchedState ticking ``clock``."""
+    return type(st) is WatchedState and st.clock is clock
+
+
 def watched(state: Any, clock: Clock) -> defaultdict:
     """``optimizer.state`` whose per-parameter dicts are (and are born) WatchedState dicts.
 
@@ -225,7 +230,7 @@ def watched(state: Any, clock: Clock) -> defaultdict:
     """
     out: defaultdict = defaultdict(functools.partial(WatchedState, clock))
     for k, v in state.items():
-        fresh = isinstance(v, dict) and not (type(v) is WatchedState and v.clock is clock)
+        fresh = isinstance(v, dict) and not is_watched(v, clock)
         out[k] = WatchedState(clock, v) if fresh else v
     return out
 
@@ -427,7 +432,7 @@ def build_plan(
     plan.dtensor, plan.norm_group = dtensor, norm_group
     for p in members:
         st = state[p]
-        if type(st) is not WatchedState or st.clock is not clock:
+        if not is_watched(st, clock):
             state[p] = st = WatchedState(clock, st)
         plan.views[id(p)] = {k: st[k] for k in keys}
     return plan
@@ -499,7 +504,7 @@ def make_active(
     state = plan.state
     states = [state.get(p) for p in params]  # (None where a dict vanished: never valid)
     clock = plan.clock
-    if not all(type(st) is WatchedState and st.clock is clock for st in states):
+    if not all(is_watched(st, clock) for st in states):
         return None  # a dict replaced by hand: its changes would not tick (a rebuild wraps it)
     views = {k: [plan.views[id(p)][k] for p in params] for k in plan.keys}
     parts = []
