@@ -10,6 +10,8 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core.caching import FunctionCache
+from numba.core.runtime import rtsys
 from numba.extending import intrinsic
 
 
@@ -127,7 +129,48 @@ def round_f16(x):  # type: ignore[no-untyped-def]
     return f16_to_f32(f32_to_f16(np.float32(x)))
 
 
+# -- loading compiled kernels from numba's disk cache -----------------------------------------
+
+
+class QuickLoadCache(FunctionCache):
+    """numba's on-disk cache of one function, loaded without refreshing numba's whole CPU target.
+
+    Before it loads a cached function numba refreshes its CPU target: it imports every registry
+    of implementations it has (and, where scipy is installed, ``scipy.linalg`` to look for a
+    BLAS), which was most of a new process's first step. Rebuilding compiled code needs none of
+    those registries, only numba's runtime (NRT: the generated code's arrays use it, and a load
+    without it crashed the process). Code compiled later in the process, a cache miss included,
+    goes through numba's compiler, which refreshes the target itself.
+    """
+
+    def load_overload(self, sig, target_context):  # type: ignore[no-untyped-def]
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed an I/O error: compile instead
+
+
+# the private methods QuickLoadCache relies on (numba 0.59 to 0.68 have them); otherwise
+# numba's own loading, slower but the same result
+QUICK_LOAD = all(
+    hasattr(FunctionCache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors")
+) and hasattr(rtsys, "initialize")
+
+
+def cached_njit(**options):  # type: ignore[no-untyped-def]
+    """``numba.njit(cache=True, **options)``, loaded from the disk cache by
+    :class:`QuickLoadCache`."""
+
+    def wrap(fn):  # type: ignore[no-untyped-def]
+        disp = numba.njit(cache=True, **options)(fn)
+        if QUICK_LOAD:
+            disp._cache = QuickLoadCache(disp.py_func)
+        return disp
+
+    return wrap
+
+
 __all__ = [
-    "address_as", "nanmax", "nanmin", "np", "bf16_to_f32", "f32_to_bf16", "round_bf16",
-    "f16_to_f32", "f32_to_f16", "round_f16",
+    "address_as", "cached_njit", "nanmax", "nanmin", "np", "bf16_to_f32", "f32_to_bf16",
+    "round_bf16", "f16_to_f32", "f32_to_f16", "round_f16",
 ]  # fmt: skip

@@ -1,0 +1,106 @@
+"""A second process loads the compiled kernels from the disk cache, and they step correctly.
+
+``_numba_support.QuickLoadCache`` loads them without numba's refresh of its whole CPU target
+(the refresh is most of a second process's first step). Each process here is new, as a
+user's would be: the first compiles into an empty cache, the second must only load, and both
+must step as the reference path does, through every kind of generated kernel (serial,
+parallel, measuring, global norm) and with bfloat16 parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numba")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import json, math, sys
+import numpy as np
+import torch
+from adaptlr.kernels import _numba_support, backends, flat
+from adaptlr.optimizers.registry import REGISTRY
+from tests.kernels._parity import make, make_params, norm_chain, rel_err, set_grads, user_chain
+
+worst, bf16_equal = 0.0, True
+kinds = [(info.cls, info.all_configs[0]) for info in REGISTRY.values()]
+kinds += [(user_chain(), {}), (norm_chain(), {})]
+for grain in (flat.PARALLEL_GRAIN, 1):  # the serial kernel, then the parallel one
+    flat.PARALLEL_GRAIN = grain
+    for kind, cfg in kinds:
+        pa, pb = make_params(), make_params()
+        fused, ref = make(kind, pa, cfg, None), make(kind, pb, cfg, False)
+        for step in range(6):
+            if step == 4:  # the measuring kernel
+                fused.request_stats()
+                ref.request_stats()
+            set_grads(pa, step)
+            set_grads(pb, step)
+            fused.step()
+            ref.step()
+        worst = max(worst, *(rel_err(a.detach(), b.detach()) for a, b in zip(pa, pb)))
+info = REGISTRY["adam"]
+pa = [p.detach().bfloat16().requires_grad_() for p in make_params()]
+pb = [p.detach().bfloat16().requires_grad_() for p in make_params()]
+cfg = info.all_configs[0]
+fused, ref = make(info.cls, pa, cfg, None), make(info.cls, pb, cfg, False)
+for step in range(4):
+    set_grads(pa, step)
+    set_grads(pb, step)
+    fused.step()
+    ref.step()
+bf16_equal = all(torch.equal(a, b) for a, b in zip(pa, pb))
+
+hits = misses = 0
+for mod in backends._modules.values():
+    for obj in vars(mod).values():  # the module's own kernels, not the helpers it imports
+        stats = getattr(obj, "stats", None)
+        if stats is not None and obj.py_func.__module__ == mod.__name__:
+            hits += sum(stats.cache_hits.values())
+            misses += sum(stats.cache_misses.values())
+# the full refresh imports numba's array-math registry; the quick load does not
+refreshed = "numba.np.arraymath" in sys.modules
+
+# the user's own numba code, compiled after the quick load, still gets a full target
+import numba
+
+@numba.njit
+def users(a):
+    return math.sqrt(np.sum(a * a)) + np.cos(0.0)
+
+user_ok = abs(users(np.arange(4.0)) - (math.sqrt(14.0) + 1.0)) < 1e-12
+print(json.dumps(dict(worst=worst, bf16_equal=bf16_equal, hits=hits, misses=misses,
+                      refreshed=refreshed, quick=_numba_support.QUICK_LOAD, user_ok=user_ok)))
+"""
+
+
+def _run(cache: Path) -> dict:
+    env = dict(os.environ, ADAPTLR_CACHE_DIR=str(cache))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_second_process_loads_every_kernel_and_steps_as_the_reference(tmp_path):
+    first = _run(tmp_path)
+    assert first["misses"] > 0 and first["refreshed"]  # compiled: numba's full target
+    second = _run(tmp_path)
+    assert second["quick"]
+    assert second["misses"] == 0 and second["hits"] >= first["misses"]
+    assert not second["refreshed"]
+    for run in (first, second):
+        assert run["worst"] <= 1e-6
+        assert run["bf16_equal"]
+        assert run["user_ok"]
