@@ -3,6 +3,7 @@ parameters, missing gradients, unsupported cases (which fall back and warn once)
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
@@ -129,6 +130,33 @@ def test_untraceable_part_falls_back_with_a_warning():
     fused, ref = adaptlr.Optimizer(pa, chain), adaptlr.Optimizer(pb, chain, fused=False)
     with pytest.warns(FusedFallbackWarning, match="branches"):
         _steps([(fused, pa), (ref, pb)], 0, 5)
+    for a, b in zip(pa, pb):
+        assert torch.equal(a, b)
+
+
+def test_the_fallback_warning_names_the_users_step_line():
+    chain = core.chain(_Branchy(), core.scale_by_learning_rate(0.1))
+    params = make_params()
+    opt = adaptlr.Optimizer(params, chain)
+    set_grads(params, 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        opt.step()
+    found = [w for w in caught if issubclass(w.category, FusedFallbackWarning)]
+    assert len(found) == 1
+    assert (found[0].filename, found[0].lineno) == (__file__, line)
+
+
+def test_numba_jit_disabled_falls_back_with_a_warning(monkeypatch):
+    """``NUMBA_DISABLE_JIT=1`` turns numba's decorators into plain Python, which cannot run
+    the kernels: the reference path runs, after a warning saying why."""
+    import numba
+
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    fused, ref, pa, pb = _pair(lr=0.01)
+    with pytest.warns(FusedFallbackWarning, match="NUMBA_DISABLE_JIT"):
+        _steps([(fused, pa), (ref, pb)], 0, 3)
     for a, b in zip(pa, pb):
         assert torch.equal(a, b)
 

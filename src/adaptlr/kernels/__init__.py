@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..core.base import Transform
@@ -90,6 +92,22 @@ def use_triton_on_cpu() -> Iterator[None]:
         flat._FORCE_TRITON[0] = old
 
 
+# adaptlr's and torch's own files: between the user's ``optimizer.step()`` and a warning lie
+# torch's step hooks and ``no_grad`` wrapper, and adaptlr's step
+_INTERNAL = tuple(
+    os.path.dirname(os.path.abspath(f)) + os.sep
+    for f in (os.path.dirname(__file__), torch.__file__)
+)
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` naming the first frame outside adaptlr and torch: the user's line."""
+    frame, level = sys._getframe(2), 2  # (2: the caller of the function that warns)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn(optimizer: Any, reason: str) -> None:
     seen = optimizer.__dict__.setdefault("_adaptlr_warned", set())
     if reason in seen:
@@ -99,7 +117,7 @@ def _warn(optimizer: Any, reason: str) -> None:
         f"{type(optimizer).__name__}: fused step not available ({reason}); "
         f"using the reference path (pass fused=False to silence this)",
         FusedFallbackWarning,
-        stacklevel=4,
+        stacklevel=_user_stacklevel(),
     )
 
 
@@ -107,8 +125,11 @@ def _backend_ok(device_types: set[str]) -> str | None:
     if flat._force_triton() or "cuda" in device_types:
         if not backends.triton_available():
             return "triton is not installed"
-    if "cpu" in device_types and not flat._force_triton() and not backends.numba_available():
-        return "numba is not installed (pip install adaptlr[fast])"
+    if "cpu" in device_types and not flat._force_triton():
+        if not backends.numba_available():
+            return "numba is not installed (pip install adaptlr[fast])"
+        if backends.numba_jit_disabled():
+            return "NUMBA_DISABLE_JIT is set: numba runs functions as Python"
     return None
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core.caching import FunctionCache
+from numba.core.dispatcher import Dispatcher
 from numba.core.runtime import rtsys
 from numba.extending import intrinsic
 
@@ -163,8 +164,8 @@ def cached_njit(**options):  # type: ignore[no-untyped-def]
 
     def wrap(fn):  # type: ignore[no-untyped-def]
         disp = numba.njit(cache=True, **options)(fn)
-        if QUICK_LOAD:
-            disp._cache = QuickLoadCache(disp.py_func)
+        if QUICK_LOAD and isinstance(disp, Dispatcher):  # (not the plain function that
+            disp._cache = QuickLoadCache(disp.py_func)  # NUMBA_DISABLE_JIT=1 gives back)
         return disp
 
     return wrap

@@ -108,6 +108,14 @@ def numba_available() -> bool:
     return True
 
 
+def numba_jit_disabled() -> bool:
+    """``NUMBA_DISABLE_JIT=1``: numba's decorators give back plain Python functions, which
+    cannot run the generated kernels (their raw-address intrinsics exist only compiled)."""
+    import numba
+
+    return bool(numba.config.DISABLE_JIT)
+
+
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401
