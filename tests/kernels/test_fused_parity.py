@@ -8,7 +8,7 @@ import torch
 from adaptlr.kernels import flat
 from adaptlr.optimizers.registry import REGISTRY
 
-from ._parity import assert_same, norm_chain, run_pair, user_chain
+from ._parity import assert_same, norm_chain, run_pair, set_grads, user_chain
 
 pytest.importorskip("numba")
 
@@ -47,7 +47,14 @@ def test_float64_is_exact_to_rounding(name):
     assert_same(fused, ref, pa, pb, tol=1e-12)
 
 
-@pytest.mark.parametrize("threads", ["serial", "parallel"])
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", ["serial", "parallel", "torch-one-thread"])
 @pytest.mark.parametrize(
     "kind, cfg",
     [pytest.param(info.cls, info.all_configs[0], id=name) for name, info in REGISTRY.items()]
@@ -56,14 +63,21 @@ def test_float64_is_exact_to_rounding(name):
         pytest.param(norm_chain(), {}, id="global-norm"),
     ],
 )
-def test_serial_and_parallel_kernels_equal_reference(kind, cfg, threads, monkeypatch):
-    """A step too small to share out runs ``step_serial`` (no thread pool); a larger one the
-    parallel ``step``. The tests' tensors are small: a grain of 1 element sends them to the
-    parallel kernel."""
+def test_serial_and_parallel_kernels_equal_reference(
+    kind, cfg, threads, monkeypatch, torch_threads
+):
+    """A step too small to share out runs the kernels compiled without numba's thread pool
+    (``step_serial``, ``step_stats_serial``, ``norm0_serial``); a larger one the parallel ones,
+    unless torch was told to use one thread. The tests' tensors are small: a grain of 1
+    element sends them to the parallel kernels."""
     from adaptlr.kernels import backends
 
-    if threads == "parallel":
+    if threads != "serial":
         monkeypatch.setattr(flat, "PARALLEL_GRAIN", 1)
+    if torch.get_num_threads() < 2 or flat._max_threads() < 2:
+        pytest.skip("one thread: every kernel is the serial one")
+    if threads == "torch-one-thread":
+        torch_threads(1)
     used = []
     real = backends.numba_module
 
@@ -77,6 +91,11 @@ def test_serial_and_parallel_kernels_equal_reference(kind, cfg, threads, monkeyp
 
     monkeypatch.setattr(backends, "numba_module", lambda *a: Spy(real(*a)))
     fused, ref, pa, pb = run_pair(kind, cfg, steps=30)
+    for opt, params in ((fused, pa), (ref, pb)):  # a measured step: the stats kernels
+        opt.request_stats()
+        set_grads(params, 30)
+        opt.step()
     assert_same(fused, ref, pa, pb, tol=1e-6)
-    expected, other = ("step", "step_serial") if threads == "parallel" else ("step_serial", "step")
-    assert expected in used and other not in used
+    assert "step_stats" in {name.removesuffix("_serial") for name in used}
+    serial = [name.endswith("_serial") for name in used]
+    assert all(serial) if threads != "parallel" else not any(serial)

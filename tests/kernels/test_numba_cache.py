@@ -10,16 +10,13 @@ parallel, measuring, global norm) and with bfloat16 parameters.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("numba")
+from ._child import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
+pytest.importorskip("numba")
 
 CHILD = r"""
 import json, math, sys
@@ -82,12 +79,7 @@ print(json.dumps(dict(worst=worst, bf16_equal=bf16_equal, hits=hits, misses=miss
 
 
 def _run(cache: Path) -> dict:
-    env = dict(os.environ, ADAPTLR_CACHE_DIR=str(cache))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=900,
-    )  # fmt: skip
+    out = run_python(CHILD, ADAPTLR_CACHE_DIR=str(cache))
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -348,13 +348,15 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     ct_p = compute_type(pd)
     eb, eff = _eff_body(prog, "numba", pd, sd)
     out: list[str] = []
-    # ``step_serial`` is ``step`` compiled without numba's parallel runtime (``prange`` is then
-    # ``range``): a step too small to share out (see ``flat.PARALLEL_GRAIN``) skips the
-    # thread-pool launch and the thread-count calls around it
-    for name in ("step", "step_serial", "step_stats"):
-        stats = name == "step_stats"
+    # each kernel ``k`` also as ``k_serial``, compiled without numba's parallel runtime
+    # (``prange`` is then ``range``): for a step too small to share out (see
+    # ``flat.PARALLEL_GRAIN``), which skips the thread-pool launch and the thread-count calls
+    # around it, and for a process whose pool is unusable (see ``flat.threads_for``); numba
+    # compiles a kernel on its first call, so an unused variant costs nothing
+    for name in ("step", "step_serial", "step_stats", "step_stats_serial"):
+        stats = name.startswith("step_stats")
         extra = _STATS_ARGS + ", T" if stats else ""
-        parallel = name != "step_serial"
+        parallel = not name.endswith("_serial")
         out += [
             "",
             "",
@@ -418,15 +420,18 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
             "            T[j] += stats[k, j]",
             "        T[5 + ck_t[k]] += stats[k, 0]",
         ]
-    for k, (_, node) in enumerate(prog.norms):
+    norms = [
+        (k, node, suffix) for suffix in ("", "_serial") for k, (_, node) in enumerate(prog.norms)
+    ]
+    for k, node, suffix in norms:
         nb = _Body(prog, [node], "numba", pd, sd)
         val = nb.value_as(node, nb.dtype.get(node.index, pd))
         lines = [
             "",
             "",
-            "@cached_njit(parallel=True, nogil=True, error_model='numpy')",
-            f"def norm{k}(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi, w, part"
-            f"{bufsig}):",
+            f"@cached_njit(parallel={not suffix}, nogil=True, error_model='numpy')",
+            f"def norm{k}{suffix}(pptr, gptr, soff, crow, coef, konst, ck_t, ck_lo, ck_hi, w,"
+            f" part{bufsig}):",
             *_numba_chunk(prog),
             "        acc = 0.0",
             "        for i in range(n):",

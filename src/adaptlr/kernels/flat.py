@@ -836,25 +836,60 @@ def _launch(
             wdt = np.uint16 if b.dtype in LOW_PRECISION else DTYPE_NAME[b.dtype]
             witness = part["witness"] = np.empty(1, dtype=wdt)
         args = (part["pptr"], gptr, part["soff"], inverse, table, konst, ck_t, ck_lo, ck_hi)
-        # waking a thread pool costs more than a small step: small steps run on one thread
-        threads = part.get("threads")
-        if threads is None:
-            elems = int(part["chunks"][2].sum() - part["chunks"][1].sum())
-            threads = part["threads"] = max(1, min(_max_threads(), elems // PARALLEL_GRAIN))
-        if threads == 1 and fn == "step":
-            mod.step_serial(*args, witness, *b.arrays)
-            return 0.0
-        before = _set_threads(threads)
+        threads = threads_for(part)
+        if threads == 1:  # the kernel compiled without numba's parallel runtime
+            kernel, before = getattr(mod, fn + "_serial"), None
+        else:
+            kernel, before = getattr(mod, fn), _set_threads(threads)
         try:
             if fn.startswith("step"):
-                getattr(mod, fn)(*args, witness, *extra, *b.arrays)
+                kernel(*args, witness, *extra, *b.arrays)
                 return 0.0
             partial = np.zeros(len(ck_t), dtype=np.float64)
-            getattr(mod, fn)(*args, witness, partial, *b.arrays)
+            kernel(*args, witness, partial, *b.arrays)
             return float(partial.sum())
         finally:
-            _set_threads(before)  # the user's own numba code keeps its thread count
+            if before is not None:
+                _set_threads(before)  # the user's own numba code keeps its thread count
     return _launch_triton(prog, b, part, table, inverse, gptr, konst, fn, extra)
+
+
+def threads_for(part: dict) -> int:
+    """CPU threads for a part's kernels: one per :data:`PARALLEL_GRAIN` elements (waking a
+    thread pool costs more than a small step), at most numba's thread count and torch's
+    (``torch.set_num_threads``, or ``OMP_NUM_THREADS``, which torchrun sets to 1 for each of
+    its processes), and 1 in a process that cannot use numba's pool (see
+    :func:`_after_fork_in_child`)."""
+    grain = part.get("grain_threads")
+    if grain is None:
+        elems = int(part["chunks"][2].sum() - part["chunks"][1].sum())
+        grain = part["grain_threads"] = max(1, elems // PARALLEL_GRAIN)
+    if grain == 1 or _POOL_FORKED[0]:
+        return 1
+    return max(1, min(grain, _max_threads(), torch.get_num_threads()))
+
+
+#: True in a process forked from one that had started numba's OpenMP thread pool
+_POOL_FORKED = [False]
+
+
+def _after_fork_in_child() -> None:
+    """GNU OpenMP's thread pool does not survive a fork: numba terminates a forked child that
+    runs a parallel kernel on the pool its parent started ("fork() called from a process
+    already using GNU OpenMP, this is unsafe"). Such a child steps on one thread. (Numba calls
+    every other OpenMP fork-safe, and its other pools too; this treats every OpenMP alike.)"""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no pool started before the fork: the child starts its own
+        return
+    _POOL_FORKED[0] = _POOL_FORKED[0] or layer == "omp"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _set_threads(n: int) -> int:
