@@ -27,7 +27,6 @@ RESUME_CASES = [
 # Run in this process and in a fresh one: a tiny model and data that depend only on the step.
 TRAIN = r'''
 import sys, torch, adaptlr
-torch.set_num_threads(1)  # matmul results may depend on the thread count
 
 def model():
     torch.manual_seed(0)
@@ -147,7 +146,9 @@ def test_train_100_equals_train_50_save_resume_in_a_new_process_train_50(tmp_pat
     finally:
         torch.set_num_threads(threads)
     out = tmp_path / "resumed.pt"
-    code = TRAIN + f"\nresume({str(tmp_path / 'ck.pt')!r}, {str(out)!r}, {RESUME_CASES!r})\n"
+    # one thread, as the straight run had: matmul results may depend on the thread count
+    code = "import torch\ntorch.set_num_threads(1)\n" + TRAIN
+    code += f"\nresume({str(tmp_path / 'ck.pt')!r}, {str(out)!r}, {RESUME_CASES!r})\n"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     resumed = checkpoint.load(out)
     for (name, kw), want, got in zip(RESUME_CASES, straight, resumed):
