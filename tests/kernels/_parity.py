@@ -104,3 +104,21 @@ def norm_chain():
         core.add_decayed_weights(0.01),
         core.scale_by_learning_rate(0.05),
     )
+
+
+def measured_pair(kind, cfg, steps, measure_at=None, params=make_params):
+    """A fused and a reference optimizer stepped side by side for ``steps`` steps, the step
+    ``measure_at`` measured (``request_stats``: the measuring kernels); both parameter lists."""
+    pa, pb = params(), params()
+    fused, ref = make(kind, pa, cfg, None), make(kind, pb, cfg, False)
+    for step in range(steps):
+        for opt, ps in ((fused, pa), (ref, pb)):
+            if step == measure_at:
+                opt.request_stats()
+            set_grads(ps, step)
+            opt.step()
+    return pa, pb
+
+
+def worst_rel_err(pa, pb) -> float:
+    return max(rel_err(a.detach(), b.detach()) for a, b in zip(pa, pb))

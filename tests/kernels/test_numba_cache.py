@@ -24,35 +24,19 @@ import numpy as np
 import torch
 from adaptlr.kernels import _numba_support, backends, flat
 from adaptlr.optimizers.registry import REGISTRY
-from tests.kernels._parity import make, make_params, norm_chain, rel_err, set_grads, user_chain
+from tests.kernels._parity import make_params, measured_pair, norm_chain, user_chain
+from tests.kernels._parity import worst_rel_err
 
-worst, bf16_equal = 0.0, True
+worst = 0.0
 kinds = [(info.cls, info.all_configs[0]) for info in REGISTRY.values()]
 kinds += [(user_chain(), {}), (norm_chain(), {})]
-for grain in (flat.PARALLEL_GRAIN, 1):  # the serial kernel, then the parallel one
+for grain in (flat.PARALLEL_GRAIN, 1):  # the serial kernels, then the parallel ones
     flat.PARALLEL_GRAIN = grain
     for kind, cfg in kinds:
-        pa, pb = make_params(), make_params()
-        fused, ref = make(kind, pa, cfg, None), make(kind, pb, cfg, False)
-        for step in range(6):
-            if step == 4:  # the measuring kernel
-                fused.request_stats()
-                ref.request_stats()
-            set_grads(pa, step)
-            set_grads(pb, step)
-            fused.step()
-            ref.step()
-        worst = max(worst, *(rel_err(a.detach(), b.detach()) for a, b in zip(pa, pb)))
+        worst = max(worst, worst_rel_err(*measured_pair(kind, cfg, 6, measure_at=4)))
 info = REGISTRY["adam"]
-pa = [p.detach().bfloat16().requires_grad_() for p in make_params()]
-pb = [p.detach().bfloat16().requires_grad_() for p in make_params()]
-cfg = info.all_configs[0]
-fused, ref = make(info.cls, pa, cfg, None), make(info.cls, pb, cfg, False)
-for step in range(4):
-    set_grads(pa, step)
-    set_grads(pb, step)
-    fused.step()
-    ref.step()
+bf16 = lambda: [p.detach().bfloat16().requires_grad_() for p in make_params()]
+pa, pb = measured_pair(info.cls, info.all_configs[0], 4, params=bf16)
 bf16_equal = all(torch.equal(a, b) for a, b in zip(pa, pb))
 
 hits = misses = 0

@@ -19,33 +19,23 @@ FORK = r"""
 import multiprocessing as mp
 import numba, torch
 from adaptlr.kernels import flat
-from tests.kernels._parity import make, make_params, norm_chain, rel_err, set_grads
+from tests.kernels._parity import measured_pair, norm_chain, worst_rel_err
 from adaptlr.optimizers.registry import REGISTRY
 
 flat.PARALLEL_GRAIN = 1  # the tests' small tensors go to the parallel kernels
-
-
-def run(kind, cfg):
-    pa, pb = make_params(), make_params()
-    fused, ref = make(kind, pa, cfg, None), make(kind, pb, cfg, False)
-    for step in range(5):
-        if step == 3:
-            fused.request_stats()
-            ref.request_stats()
-        set_grads(pa, step)
-        set_grads(pb, step)
-        fused.step()
-        ref.step()
-    return max(rel_err(a.detach(), b.detach()) for a, b in zip(pa, pb))
-
-
 kinds = [(REGISTRY["adam"].cls, REGISTRY["adam"].all_configs[0]), (norm_chain(), {})]
-assert max(run(*k) for k in kinds) <= 1e-6  # the parent starts numba's thread pool
+
+
+def run():
+    return max(worst_rel_err(*measured_pair(kind, cfg, 5, measure_at=3)) for kind, cfg in kinds)
+
+
+assert run() <= 1e-6  # the parent starts numba's thread pool
 print("layer", numba.threading_layer(), flush=True)
 
 
 def child(q):
-    q.put(max(run(*k) for k in kinds))
+    q.put(run())
 
 
 q = mp.get_context("fork").Queue()
