@@ -857,8 +857,8 @@ def _launch(
 def threads_for(part: dict) -> int:
     """CPU threads for a part's kernels: one per :data:`PARALLEL_GRAIN` elements (waking a
     thread pool costs more than a small step), at most numba's thread count and torch's
-    (``torch.set_num_threads``, or ``OMP_NUM_THREADS``, which torchrun sets to 1 for each of
-    its processes), and 1 in a process that cannot use numba's pool (see
+    (``torch.set_num_threads``, or ``OMP_NUM_THREADS``, which torchrun sets to 1 when it
+    starts several processes), and 1 in a process that cannot use numba's pool (see
     :func:`_after_fork_in_child`)."""
     grain = part.get("grain_threads")
     if grain is None:
