@@ -309,9 +309,9 @@ def _numba_chunk(prog: Program) -> list[str]:
 
 
 def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
-    """A module defining ``step`` (the fused update), ``step_serial`` (the same, on one
-    thread), ``step_stats`` (the same update, also measuring it for the monitor) and one
-    ``norm{k}`` per global norm.
+    """A module defining ``step`` (the fused update), ``step_stats`` (the same update, also
+    measuring it for the monitor) and one ``norm{k}`` per global norm, each also as
+    ``*_serial`` (on one thread, without numba's parallel runtime).
 
     ``pd`` is the parameters' dtype, ``sd`` the state's (default: ``pd``).
     """
