@@ -72,7 +72,9 @@ def parity(deadline: float) -> None:
 
     dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
 
-    def make_params(misaligned=False):
+    def make_params(misaligned=False, strided=False):
+        if strided:  # channels_last, transposed, permuted (dense, not contiguous)
+            return [p.detach().to(dev).requires_grad_() for p in P.make_strided_params()]
         if not misaligned:
             return [p.detach().to(dev).requires_grad_() for p in P.make_params()]
         # each parameter one element past an aligned address: step_full runs with
@@ -83,8 +85,12 @@ def parity(deadline: float) -> None:
             out.append(buf[1:].view(p.shape).copy_(p.detach()).requires_grad_())
         return out
 
-    def set_grads(params, step):
-        """_parity's gradients (None at the same steps), made on the GPU."""
+    def set_grads(params, step, strided=False):
+        """_parity's gradients (None at the same steps), made on the GPU; for strided
+        parameters, laid out as them (every tenth from the 7th contiguous: copied)."""
+        if strided:
+            P.set_grads_in_layout(params, step, like_param=step % 10 != 7)
+            return
         gen = torch.Generator().manual_seed(1 + step)
         for i, p in enumerate(params):
             noise = torch.randn(p.shape, generator=gen).to(dev)
@@ -95,13 +101,13 @@ def parity(deadline: float) -> None:
     # unmasked ``step_full`` kernel, ALIGNED) and a tail; blocks of 1024: tails only, as a
     # small model runs. Then one case each with misaligned parameters (ALIGNED=False).
     cases = [
-        (f"{name}-{i} block {block}", info.cls, cfg, block, False)
+        (f"{name}-{i} block {block}", info.cls, cfg, block, False, False)
         for block in (16, 1024)
         for name, info in REGISTRY.items()
         for i, cfg in enumerate(info.all_configs)
     ]
     cases += [
-        (f"{name} block {block}", chain, {}, block, False)
+        (f"{name} block {block}", chain, {}, block, False, False)
         for block in (16, 1024)
         for name, chain in (
             ("chain-three-parts", P.user_chain()),
@@ -109,30 +115,34 @@ def parity(deadline: float) -> None:
         )
     ]
     cases += [
-        (f"{name}-0 block 16, misaligned", info.cls, info.all_configs[0], 16, True)
+        (f"{name}-0 block 16, misaligned", info.cls, info.all_configs[0], 16, True, False)
+        for name, info in REGISTRY.items()
+    ]
+    cases += [
+        (f"{name}-0 block 16, channels_last etc.", info.cls, info.all_configs[0], 16, False, True)
         for name, info in REGISTRY.items()
     ]
     say("| case | max relative difference (params and state) | result |")
     say("|---|---|---|")
     failures = 0
-    for name, kind, cfg, block, misaligned in cases:
+    for name, kind, cfg, block, misaligned, strided in cases:
         if time.time() > deadline - 60:
             say(f"| {name} | — | not run (deadline) |")
             continue
         interpret = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
         default_block, flat.TRITON_BLOCK = flat.TRITON_BLOCK, block
         try:
-            pa, pb = make_params(misaligned), make_params(misaligned)
+            pa, pb = make_params(misaligned, strided), make_params(misaligned, strided)
             with warnings.catch_warnings(), interpret:
                 warnings.simplefilter("error", FusedFallbackWarning)
                 fused = P.make(kind, pa, cfg, None)
                 ref = P.make(kind, pb, cfg, False)
                 for step in range(100 if dev == "cuda" else 3):
-                    set_grads(pa, step)
-                    set_grads(pb, step)
+                    set_grads(pa, step, strided)
+                    set_grads(pb, step, strided)
                     fused.step()
                     ref.step()
-            starts = [p.to(dev) for p in P.make_params()]
+            starts = [p.to(dev) for p in (P.make_strided_params if strided else P.make_params)()]
             worst = 0.0
             for a, b, s in zip(pa, pb, starts):
                 worst = max(worst, P.rel_err(a.detach(), b.detach(), s))

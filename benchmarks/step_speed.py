@@ -7,6 +7,8 @@ Measures in one run, on one machine:
   foreach and fused steps where torch has them, in milliseconds, as a ratio to the algorithm's
   own bandwidth floor (bytes it must move / bandwidth) and to torch's fastest;
 - for three shapes: 48M parameters in 96 tensors, 10,000 tensors x 1,000, 200 tensors x 10;
+  and Adam alone for 48M parameters in 96 convolution weights laid out ``channels_last``
+  (dense but not contiguous, as in a model moved with ``.to(memory_format=...)``);
 - the peak extra memory of one step (48M parameters; CPU: a child process per implementation,
   peak RSS with glibc's mmap threshold fixed so that freed blocks are returned; CUDA:
   ``max_memory_allocated``);
@@ -143,11 +145,24 @@ def bandwidth(device: str, n: int) -> float:
     return 2 * a.numel() * a.element_size() / (min(copy_ms, scale_ms) * 1e-3)
 
 
-def make_params(total: int, count: int, device: str) -> list[torch.Tensor]:
+#: the shape of the convolution weights of the channels_last case, for n elements per tensor
+def conv_shape(n: int) -> tuple[int, int, int, int]:
+    return (n // 16, 4, 2, 2)
+
+
+def make_params(
+    total: int, count: int, device: str, channels_last: bool = False
+) -> list[torch.Tensor]:
     size = total // count
-    ps = [torch.randn(size, device=device).requires_grad_() for _ in range(count)]
+    if channels_last:
+        cl = torch.channels_last
+        ps = [torch.randn(conv_shape(size), device=device).contiguous(memory_format=cl)]
+        ps += [torch.empty_like(ps[0]).normal_() for _ in range(count - 1)]
+        ps = [p.requires_grad_() for p in ps]
+    else:
+        ps = [torch.randn(size, device=device).requires_grad_() for _ in range(count)]
     for p in ps:
-        p.grad = torch.randn_like(p) * 1e-2
+        p.grad = torch.randn_like(p) * 1e-2  # (laid out as p, as autograd does)
     return ps
 
 
@@ -181,6 +196,7 @@ def time_interleaved(
     count: int,
     reps: int,
     floor_bytes: int = 0,
+    channels_last: bool = False,
 ) -> tuple[dict[str, float | None], dict[str, float]]:
     """CPU: every implementation on its own parameters, one step of each per round.
 
@@ -200,7 +216,7 @@ def time_interleaved(
         opts[FLOOR] = type("Probe", (), {"step": lambda self: probe.mul_(1.0000001)})()
     for impl, make in impls:
         try:
-            opts[impl] = make(make_params(total, count, "cpu"))
+            opts[impl] = make(make_params(total, count, "cpu", channels_last))
             for _ in range(2):  # warm-up: state allocated, kernels compiled
                 opts[impl].step()
         except Exception as exc:  # e.g. a torch implementation refused
@@ -313,9 +329,10 @@ def compile_times(device: str) -> tuple[float, float] | None:
 def run(args: argparse.Namespace) -> str:
     device = args.device
     big = int(float(args.big))
-    shapes = [(big, 96), (10_000_000, 10_000), (2_000, 200)]
+    shapes = [(big, 96, False), (10_000_000, 10_000, False), (2_000, 200, False)]
     if args.quick:
-        shapes = [(960_000, 96), (100_000, 1_000), (2_000, 200)]
+        shapes = [(960_000, 96, False), (100_000, 1_000, False), (2_000, 200, False)]
+    shapes.append((shapes[0][0], 96, True))
     bw = bandwidth(device, min(big, 1 << 27) if device == "cuda" else 1 << 26)
     algos = algorithms(device)
     if args.only:
@@ -334,19 +351,28 @@ def run(args: argparse.Namespace) -> str:
             "start and `import torch` not included; importing numba is)."
         )
         lines.append("")
-    for total, count in shapes:
+    for total, count, channels_last in shapes:
         per = total // count
         reps = 5 if total * 4 >= 1e8 else 20
         if device == "cpu":
             reps = 25 if total * 4 >= 1e8 else 30
+        title = f"### {count:,} tensors x {per:,} = {count * per / 1e6:g}M fp32 parameters"
+        if channels_last:
+            per = 16 * (per // 16)
+            title = (
+                f"### {count:,} convolution weights of shape {conv_shape(per)} in channels_last"
+                f" = {count * per / 1e6:g}M fp32 parameters (Adam)"
+            )
         lines += [
-            f"### {count:,} tensors x {per:,} = {count * per / 1e6:g}M fp32 parameters",
+            title,
             "",
             "| algorithm | floor ms | adaptlr ms | torch for-loop | torch foreach | torch fused "
             "| adaptlr / floor | adaptlr / torch's fastest |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for algo in algos:
+            if channels_last and algo.name != "Adam":
+                continue
             if past_deadline():
                 lines.append("| (deadline reached: remaining rows not measured) |")
                 break
@@ -358,12 +384,12 @@ def run(args: argparse.Namespace) -> str:
                 # a large floor is timed in the rounds; a small one (a few µs) from bandwidth
                 probe = nbytes if nbytes >= 1e8 else 0
                 res, paired = time_interleaved(
-                    implementations(algo), count * per, count, reps, probe
+                    implementations(algo), count * per, count, reps, probe, channels_last
                 )
                 floor_ms = res.pop(FLOOR, None) or floor_ms
             else:  # CUDA events time the device alone; one implementation's memory at a time
                 for impl, make in implementations(algo):
-                    ps = make_params(count * per, count, device)
+                    ps = make_params(count * per, count, device, channels_last)
                     try:
                         res[impl] = time_step(make, ps, device, reps)
                     except Exception as exc:  # e.g. a torch implementation refused
@@ -460,7 +486,8 @@ parameters) each round also times the floor itself: an in-place scaling of a flo
 moving the same bytes. Times are medians over rounds; the two ratio columns are medians over
 rounds of the ratio within a round. For the smallest shape, and on CUDA, the floor is the
 bytes divided by the bandwidth above; on CUDA each implementation is timed on its own (CUDA
-events, medians).
+events, medians). The last table times Adam alone on convolution weights laid out
+channels_last (dense, not contiguous), with gradients laid out alike, as autograd makes them.
 """
 
 

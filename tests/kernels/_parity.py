@@ -25,6 +25,35 @@ def make_params(dtype=torch.float32, seed=0):
     return [torch.randn(s, generator=gen, dtype=dtype).requires_grad_() for s in SHAPES]
 
 
+def make_strided_params(dtype=torch.float32, seed=0):
+    """Dense parameters that are not contiguous (channels_last, channels_last_3d, a transposed
+    matrix, a permuted tensor), an empty channels_last one and a contiguous one."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=gen, dtype=dtype)
+
+    out = [
+        rnd(4, 3, 3, 5).contiguous(memory_format=torch.channels_last),
+        rnd(2, 3, 2, 3, 4).contiguous(memory_format=torch.channels_last_3d),
+        rnd(6, 5).t(),
+        rnd(3, 4, 5).permute(2, 0, 1),
+        rnd(0, 3, 2, 2).contiguous(memory_format=torch.channels_last),
+        rnd(37),
+    ]
+    return [p.requires_grad_() for p in out]
+
+
+def set_grads_in_layout(params, step, like_param=True):
+    """Gradients laid out as their parameters (as autograd makes them), or contiguous (as a
+    user may assign them)."""
+    gen = torch.Generator().manual_seed(100 + step)
+    for p in params:
+        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+        g = 0.5 * p.detach() + noise
+        p.grad = torch.empty_like(p).copy_(g) if like_param else g.contiguous()
+
+
 def set_grads(params, step, seed=1):
     """Gradients that depend on the parameters (so trajectories matter) plus fixed noise."""
     gen = torch.Generator().manual_seed(seed + step)

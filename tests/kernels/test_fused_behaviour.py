@@ -214,9 +214,12 @@ def test_a_scheduler_changing_lr_every_step_reuses_one_program():
     assert len(backends._by_program) == compiled
 
 
-def test_parameter_made_non_contiguous_at_the_same_address():
+@pytest.mark.parametrize("grads", ["contiguous", "as-the-parameter"])
+def test_parameter_made_non_contiguous_at_the_same_address(grads):
     """``p.data = p.data.t()``: the same address, other strides. The fast path reads
-    parameters by address, so it must notice, and still match the reference path."""
+    parameters by address, so it must notice, and still match the reference path: with
+    contiguous gradients (read through copies), and with gradients laid out as the parameter
+    (as autograd makes them: stepped in place)."""
 
     def params():
         gen = torch.Generator().manual_seed(7)
@@ -236,9 +239,10 @@ def test_parameter_made_non_contiguous_at_the_same_address():
         for opt, ps in ((fused, pa), (ref, pb)):
             gen = torch.Generator().manual_seed(200 + step)
             for p in ps:
-                p.grad = torch.randn(p.shape, generator=gen)
+                g = torch.randn(p.shape, generator=gen)
+                p.grad = g if grads == "contiguous" else torch.empty_like(p).copy_(g)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FusedFallbackWarning)
+                warnings.simplefilter("error", FusedFallbackWarning)
                 opt.step()
     for a, b in zip(pa, pb):
         assert rel_err(a.detach(), b.detach()) <= 1e-6

@@ -17,7 +17,15 @@ from adaptlr import kernels  # noqa: E402
 from adaptlr.kernels import flat  # noqa: E402
 from adaptlr.optimizers.registry import REGISTRY  # noqa: E402
 
-from ._parity import assert_same, norm_chain, run_pair, user_chain  # noqa: E402
+from ._parity import (  # noqa: E402
+    assert_same,
+    make,
+    make_strided_params,
+    norm_chain,
+    run_pair,
+    set_grads_in_layout,
+    user_chain,
+)
 
 pytest.importorskip("triton")
 if os.environ.get("TRITON_INTERPRET") != "1":
@@ -50,6 +58,26 @@ def test_triton_equals_reference(info, cfg):
 def test_triton_user_chains(chain):
     fused, ref, pa, pb = run_pair(chain(), {}, steps=STEPS)
     assert_same(fused, ref, pa, pb, tol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["adam", "chain-global-norm"])
+def test_triton_dense_parameters_in_other_layouts(kind):
+    """channels_last, transposed and permuted parameters (see test_fused_layouts.py)."""
+    import warnings
+
+    import adaptlr
+    from adaptlr.kernels import FusedFallbackWarning
+
+    kind, cfg = (adaptlr.Adam, {"lr": 0.01}) if kind == "adam" else (norm_chain(), {})
+    pa, pb = make_strided_params(), make_strided_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FusedFallbackWarning)
+        fused, ref = make(kind, pa, cfg, None), make(kind, pb, cfg, False)
+        for step in range(STEPS):
+            for opt, ps in ((fused, pa), (ref, pb)):
+                set_grads_in_layout(ps, step, like_param=step != 3)
+                opt.step()
+    assert_same(fused, ref, pa, pb, tol=1e-6, starts=make_strided_params())
 
 
 @pytest.mark.parametrize("misaligned", [False, True], ids=["aligned", "misaligned"])

@@ -9,7 +9,8 @@ kernel (CUDA; on the CPU under ``TRITON_INTERPRET=1`` for tests) from the traced
 :func:`fused_step` is what :meth:`adaptlr.Optimizer.step` calls for each group unless the group
 has ``fused=False``. It returns ``False`` (the reference path then runs) where the fast path
 cannot hold, with one warning per optimizer and reason: numba/Triton missing,
-non-contiguous parameters, a part whose ``apply`` cannot be traced.
+parameters whose elements do not fill one block of memory (dense layouts such as
+``channels_last`` are stepped in place), a part whose ``apply`` cannot be traced.
 
 bf16/fp16 parameters are stepped with their state (float32 by default, or the group's
 ``state_dtype``) rounding exactly as the reference path's torch operations do; DTensor
@@ -169,8 +170,9 @@ def fused_step(
     else:
         locs = [flat.shard(p) for p in params] if flat.has_dtensor(params) else params
     if usable:
-        pptrs = grads.pptrs if grads is not None and grads.dense and not plan.dtensor else None
-        if act is not None and not flat.still_valid(plan, act, locs, pptrs):
+        found = grads is not None and grads.dense and not plan.dtensor
+        pptrs, strided = (grads.pptrs, grads.strided) if found else (None, None)
+        if act is not None and not flat.still_valid(plan, act, locs, pptrs, strided):
             act = None  # e.g. another group added state, or a parameter's data moved
         if act is None and all(id(p) in plan.where for p in params):
             act = flat.make_active(plan, params, prog, locs)

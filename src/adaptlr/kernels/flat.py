@@ -11,10 +11,16 @@ gradient set to ``None`` by ``zero_grad()`` and recreated by autograd costs noth
 
 A plan stays valid while nothing moved under it; every step checks, cheaply and completely:
 the state dict is the same object, every state entry of a stepped parameter is still our
-view, every parameter still lives where it did and is contiguous. Otherwise the plan is
-rebuilt, copying the current state values into new flat buffers. A member's state dict is a
-:class:`WatchedState`, which counts its own changes: while none happened, no entry needs to
-be looked at.
+view, every parameter still lives where it did and has the memory layout its state views were
+made with. Otherwise the plan is rebuilt, copying the current state values into new flat
+buffers. A member's state dict is a :class:`WatchedState`, which counts its own changes:
+while none happened, no entry needs to be looked at.
+
+A parameter need not be contiguous, only *dense*: its elements fill one block of memory, each
+once (e.g. a convolution's weight in ``channels_last``). The kernels step such a block as
+``numel`` elements from its address; its state views get its strides and its gradient must
+have them too (autograd makes it so; another is read through a copy laid out as the
+parameter), so that the i-th element in memory of each is the same element of the parameter.
 """
 
 from __future__ import annotations
@@ -95,8 +101,9 @@ class Unsupported(Exception):
 class Gathered:
     """A group's parameters that have a gradient this step, and their gradients.
 
-    ``dense``: every one of them and of their gradients is a dense, contiguous, plain tensor;
-    ``pptrs`` and ``gptrs`` are then their addresses (else ``None``).
+    ``dense``: every one of them and its gradient are plain tensors, both contiguous or both
+    with the same strides (listed in ``strided``); ``pptrs`` and ``gptrs`` are then their
+    addresses (else ``None``). Whether those strides make a dense block is the plan's check.
     """
 
     params: list[Tensor]
@@ -104,6 +111,8 @@ class Gathered:
     dense: bool
     pptrs: list[int] | None = None
     gptrs: list[int] | None = None
+    #: (position, strides) of each parameter that is not contiguous, its gradient strided alike
+    strided: list[tuple[int, tuple[int, ...]]] | None = None
 
 
 def gather(group_params: list[Tensor]) -> Gathered:
@@ -117,6 +126,7 @@ def gather(group_params: list[Tensor]) -> Gathered:
     grads: list[Tensor] = []
     pptrs: list[int] = []
     gptrs: list[int] = []
+    strided: list[tuple[int, tuple[int, ...]]] = []
     add_p, add_g, add_pp, add_gp = params.append, grads.append, pptrs.append, gptrs.append
     try:
         for p in group_params:
@@ -124,13 +134,16 @@ def gather(group_params: list[Tensor]) -> Gathered:
             if g is None:
                 continue
             if not (g.is_contiguous() and p.is_contiguous()):
-                break
+                s = p.stride()  # e.g. channels_last: its gradient has its strides
+                if g.stride() != s:
+                    break
+                strided.append((len(params), s))
             add_p(p)
             add_g(g)
             add_pp(p.data_ptr())
             add_gp(g.data_ptr())
         else:
-            return Gathered(params, grads, True, pptrs, gptrs)
+            return Gathered(params, grads, True, pptrs, gptrs, strided)
     except Exception:  # noqa: BLE001 - sparse or storage-less tensors (DTensor): passes below
         pass
     grads = list(map(operator.attrgetter("grad"), group_params))
@@ -249,6 +262,8 @@ class Bucket:
     steps: Tensor  # flat CPU, one per parameter
     scalars: dict[str, Tensor]  # flat CPU, one per parameter
     arrays: list[Any] = field(default_factory=list)  # buffers as numpy (CPU) in program order
+    #: per parameter, :func:`layout` when its state views were made (they have its strides)
+    layouts: list[tuple[int, ...] | None] = field(default_factory=list)
 
 
 _SERIALS = itertools.count()
@@ -271,6 +286,8 @@ class Active:
     elements: int = -1
     #: the plan's clock when its state entries were last found to be the views
     ticks: int = -1
+    #: (position, strides) of each parameter that is not contiguous (see :func:`layout`)
+    strided: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
 
 
 class Plan:
@@ -327,11 +344,41 @@ def _real(t: Tensor) -> Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
+def layout(t: Tensor) -> tuple[int, ...] | None:
+    """``None`` for a contiguous tensor, else its strides."""
+    return None if t.is_contiguous() else t.stride()
+
+
+def dense(t: Tensor) -> bool:
+    """Whether ``t``'s elements fill one block of memory from its address, each once:
+    contiguous, or e.g. ``channels_last`` or a transposed matrix (not a slice with gaps)."""
+    if t.is_contiguous():
+        return True
+    expected = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def _view_like(flat: Tensor, off: int, n: int, p: Tensor) -> Tensor:
+    """``flat[off : off + n]`` with ``p``'s shape and strides (``p`` dense)."""
     v = flat[off : off + n]
-    if p.is_complex():
-        return torch.view_as_complex(v.view(*p.shape, 2))
-    return v.view(p.shape)
+    shape, stride = tuple(p.shape), p.stride()
+    if p.is_complex():  # its real view: (..., 2), strides in real elements
+        shape, stride = (*shape, 2), (*(2 * s for s in stride), 1)
+    v = v.view(shape) if p.is_contiguous() else v.as_strided(shape, stride)
+    return torch.view_as_complex(v) if p.is_complex() else v
+
+
+def _in_layout(g: Tensor, stride: tuple[int, ...] | None) -> Tensor:
+    """``g``, or a copy of it with the layout its parameter has (``None``: contiguous)."""
+    if stride is None:
+        return g if g.is_contiguous() else g.contiguous()
+    if g.stride() == stride:
+        return g
+    return torch.empty_strided(g.shape, stride, dtype=g.dtype, device=g.device).copy_(g)
 
 
 def build_plan(
@@ -361,8 +408,10 @@ def build_plan(
                 f"parameters of dtype {p.dtype} (the fast path takes float32/64, bfloat16, "
                 f"float16 and complex)"
             )
-        if not p.is_contiguous():
-            raise Unsupported("a non-contiguous parameter")
+        if not dense(p):
+            raise Unsupported(
+                "a parameter whose elements do not fill one block of memory, e.g. a slice with gaps"
+            )
         if p.device.type not in ("cpu", "cuda"):
             raise Unsupported(f"parameters on {p.device.type}")
         if p.is_sparse:
@@ -398,8 +447,9 @@ def build_plan(
         for k in prog.buffer_keys:
             flat = torch.zeros(total, dtype=sdtype, device=device)
             for p, off, n in zip(ps, offsets.tolist(), numels.tolist()):
-                if n:
-                    flat[off : off + n].copy_(_real(shard(state[p][k])).reshape(-1))
+                if n:  # element by element, whatever the layouts: into the parameter's
+                    dst, src = _view_like(flat, off, n, loc[id(p)]), shard(state[p][k])
+                    dst.copy_(src if src.shape == dst.shape else src.reshape(dst.shape))
             buffers[k] = flat
         step_dtype = shard(state[ps[0]]["step"]).dtype
         steps = torch.tensor([float(shard(state[p]["step"])) for p in ps], dtype=step_dtype)
@@ -424,8 +474,11 @@ def build_plan(
             for k, flat in scalars.items():
                 st[k] = flat[i]
         arrays = [_as_numpy(buffers[k]) for k in prog.buffer_keys] if device.type == "cpu" else []
+        layouts = [layout(p) for p in lps]
         buckets.append(
-            Bucket(device, dtype, sdtype, ps, numels, offsets, buffers, steps, scalars, arrays)
+            Bucket(
+                device, dtype, sdtype, ps, numels, offsets, buffers, steps, scalars, arrays, layouts
+            )
         )
     clock = clock_of(optimizer)
     plan = Plan(group, state, keys, buckets, clock)
@@ -487,7 +540,7 @@ def make_active(
     plan: Plan, params: list[Tensor], prog: Program, locs: list[Tensor] | None = None
 ) -> Active | None:
     """Tables for stepping ``params`` (all members of ``plan``); ``None`` where a parameter no
-    longer fits its bucket (moved to another device or dtype, resized, non-contiguous).
+    longer fits its bucket (moved to another device or dtype, resized, another layout).
     ``locs`` are their local shards where they are DTensors (default: ``params``)."""
     locs = params if locs is None else locs
     for q, p in zip(params, locs):
@@ -498,7 +551,7 @@ def make_active(
             p.device != b.device
             or REAL.get(p.dtype) != b.dtype
             or n != b.numels[li]
-            or not p.is_contiguous()
+            or layout(p) != b.layouts[li]
         ):
             return None
     state = plan.state
@@ -528,7 +581,8 @@ def make_active(
         }
         parts.append(part)
     pptrs = [p.data_ptr() for p in locs]
-    return Active(params, states, views, pptrs, list(state.values()), parts)
+    strided = [(i, p.stride()) for i, p in enumerate(locs) if not p.is_contiguous()]
+    return Active(params, states, views, pptrs, list(state.values()), parts, strided=strided)
 
 
 _FORCE_TRITON = [False]
@@ -539,11 +593,16 @@ def _force_triton() -> bool:
 
 
 def still_valid(
-    plan: Plan, act: Active, params: list[Tensor], pptrs: list[int] | None = None
+    plan: Plan,
+    act: Active,
+    params: list[Tensor],
+    pptrs: list[int] | None = None,
+    strided: list[tuple[int, tuple[int, ...]]] | None = None,
 ) -> bool:
     """Everything the plan assumed still holds (identity checks, C-level passes).
 
-    ``pptrs``: the parameters' addresses, where :func:`gather` found them all contiguous.
+    ``pptrs`` and ``strided``: the parameters' addresses and the strides of those not
+    contiguous, as :func:`gather` found them (then every gradient is laid out as its parameter).
 
     The per-parameter state dicts are compared through ``state.values()`` (no tensor
     hashing): a dict replaced, added or removed anywhere in the optimizer shows there. Their
@@ -565,12 +624,14 @@ def still_valid(
         except (KeyError, TypeError):
             return False
         act.ticks = ticks
-    if pptrs is not None:  # found contiguous by gather()
-        return pptrs == act.pptrs
+    if pptrs is not None:  # found by gather()
+        return pptrs == act.pptrs and strided == act.strided
     # map over the unbound methods: C-level loops, ~10,000 tensors in well under 1 ms
     if list(map(Tensor.data_ptr, params)) != act.pptrs:
         return False
-    return all(map(Tensor.is_contiguous, params))
+    if all(map(Tensor.is_contiguous, params)):
+        return not act.strided
+    return [(i, p.stride()) for i, p in enumerate(params) if not p.is_contiguous()] == act.strided
 
 
 def coefficient_rows(
@@ -645,9 +706,11 @@ def run_step(
         grads = given.grads if given is not None else list(map(operator.attrgetter("grad"), params))
         if plan.dtensor:
             grads = [shard(g) for g in grads]
-        if not all(map(Tensor.is_contiguous, grads)):
-            # a non-contiguous gradient (assigned by hand) is read through a contiguous copy
-            grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        if act.strided or not all(map(Tensor.is_contiguous, grads)):
+            # a gradient laid out otherwise than its parameter (assigned by hand) is read
+            # through a copy laid out as the parameter
+            want = dict(act.strided)
+            grads = [_in_layout(g, want.get(i)) for i, g in enumerate(grads)]
         gptr_all = np.fromiter(map(Tensor.data_ptr, grads), dtype=np.int64, count=len(grads))
     scalar_names = [k for k in plan.keys if k != "step" and k not in prog.buffer_keys]
     work = []
@@ -707,7 +770,8 @@ def run_step(
 
 
 def _sample_slots(part: dict, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """The sampled elements of a part (every flat offset that is a multiple of ``stride``),
+    """The sampled elements of a part (every flat offset that is a multiple of ``stride``: in
+    memory order, which for a parameter laid out e.g. channels_last is not its index order),
     cached per stride: per tensor, where its samples start in the sample (``sbase``, minus its
     first offset // stride, as the kernels index), and per sample, its tensor (index into
     the part)."""
