@@ -187,3 +187,69 @@ def test_a_saved_state_of_such_parameters_resumes_exactly():
         assert torch.equal(a, c)
         for key, v in opt.state[a].items():
             assert torch.equal(resumed.state[c][key], v), key
+
+
+def _lazy_grads(params, step):
+    """Gradients that are lazy views: x.conj() for complex parameters, x.conj().imag (a lazy
+    negation) for a one-element real one; and their values, materialised."""
+    gen = torch.Generator().manual_seed(300 + step)
+    lazy, plain = [], []
+    for p in params:
+        if p.is_complex():
+            g = torch.randn(p.shape, dtype=p.dtype, generator=gen).conj()
+        else:
+            g = torch.randn(p.shape, dtype=torch.complex64, generator=gen).conj().imag
+        assert g.is_conj() or g.is_neg()
+        lazy.append(g)
+        plain.append(g.clone())  # (clone applies the conjugate or negation)
+    return lazy, plain
+
+
+@pytest.mark.parametrize("fused", [None, False], ids=["fused", "reference"])
+def test_lazily_conjugated_gradients_step_as_their_values(fused):
+    """``p.grad = g.conj()``: the fast path must read the conjugate, not the memory under it
+    (torch.optim raises here; adaptlr steps it). Against torch's Adam on the values."""
+    gen = torch.Generator().manual_seed(6)
+    start = [torch.randn(4, 3, dtype=torch.complex64, generator=gen), torch.randn(1, generator=gen)]
+    pa = [t.clone().requires_grad_() for t in start]
+    pb = [t.clone().requires_grad_() for t in start]
+    ours = adaptlr.Adam(pa, lr=0.01, fused=fused)
+    theirs = torch.optim.Adam(pb, lr=0.01, foreach=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FusedFallbackWarning)
+        for step in range(10):
+            lazy, plain = _lazy_grads(pa, step)
+            for p, g in zip(pa, lazy):
+                p.grad = g
+            for p, g in zip(pb, plain):
+                p.grad = g
+            ours.step()
+            theirs.step()
+    for a, b in zip(pa, pb):
+        assert rel_err(a.detach(), b.detach()) <= 1e-6
+
+
+@pytest.mark.parametrize("when", ["from-the-start", "p.data = p.data.conj()"])
+def test_a_lazily_conjugated_parameter_falls_back_and_steps_its_values(when):
+    """A parameter that is a lazy conjugate: the fast path would update the memory under it as
+    if it were the value; it falls back (saying so), also when ``p.data = p.data.conj()``
+    makes one at the same address after fused steps. Against torch's Adam on the values."""
+    x = torch.randn(4, 3, dtype=torch.complex64, generator=torch.Generator().manual_seed(8))
+    a = (x.conj() if when == "from-the-start" else x.clone()).requires_grad_()
+    b = x.conj().resolve_conj().requires_grad_() if when == "from-the-start" else x.clone()
+    b.requires_grad_()
+    ours, theirs = adaptlr.Adam([a], lr=0.01), torch.optim.Adam([b], lr=0.01, foreach=False)
+    with pytest.warns(FusedFallbackWarning, match="lazy conjugate"):
+        for step in range(10):
+            if step == 4 and when != "from-the-start":
+                ptr = a.data_ptr()
+                with torch.no_grad():
+                    a.data = a.data.conj()
+                    b.copy_(b.conj())
+                assert a.data_ptr() == ptr and a.is_conj()
+            gen = torch.Generator().manual_seed(400 + step)
+            g = torch.randn(4, 3, dtype=torch.complex64, generator=gen)
+            a.grad, b.grad = g, g.clone()
+            ours.step()
+            theirs.step()
+    assert rel_err(a.detach().resolve_conj(), b.detach()) <= 1e-6

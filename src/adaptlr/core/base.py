@@ -395,7 +395,9 @@ def _seq(x: Any) -> Sequence[Any]:
 
 
 def _real(t: Tensor) -> Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
+    """A complex tensor as pairs of reals; a lazily conjugated one (``x.conj()``, which cannot
+    be viewed so) through a resolved copy."""
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
 def _like(value: Any, ref: Tensor) -> Tensor:

@@ -21,6 +21,8 @@ once (e.g. a convolution's weight in ``channels_last``). The kernels step such a
 ``numel`` elements from its address; its state views get its strides and its gradient must
 have them too (autograd makes it so; another is read through a copy laid out as the
 parameter), so that the i-th element in memory of each is the same element of the parameter.
+A lazy conjugate or negation (``x.conj()``, whose memory holds ``x``) is read through a copy
+where it is a gradient; a parameter that is one takes the reference path.
 """
 
 from __future__ import annotations
@@ -288,6 +290,10 @@ class Active:
     ticks: int = -1
     #: (position, strides) of each parameter that is not contiguous (see :func:`layout`)
     strided: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    #: positions of the parameters that can be (or have a gradient that is) a dense
+    #: :func:`lazy` view: complex ones (``x.conj()``); of real ones, those of at most one
+    #: element (``x.conj().imag``, the only public lazy negation, has even strides otherwise)
+    lazy: list[int] = field(default_factory=list)
 
 
 class Plan:
@@ -372,12 +378,19 @@ def _view_like(flat: Tensor, off: int, n: int, p: Tensor) -> Tensor:
     return torch.view_as_complex(v) if p.is_complex() else v
 
 
+def lazy(t: Tensor) -> bool:
+    """A lazy conjugate or negation (``x.conj()``, ``x.conj().imag``): its memory holds the
+    values before it, which a kernel reading the address would take."""
+    return t.is_conj() or t.is_neg()
+
+
 def _in_layout(g: Tensor, stride: tuple[int, ...] | None) -> Tensor:
-    """``g``, or a copy of it with the layout its parameter has (``None``: contiguous)."""
-    if stride is None:
-        return g if g.is_contiguous() else g.contiguous()
-    if g.stride() == stride:
+    """``g``, or a copy of it laid out as its parameter (``stride``; ``None``: contiguous),
+    any lazy conjugate or negation applied."""
+    if not lazy(g) and (g.is_contiguous() if stride is None else g.stride() == stride):
         return g
+    if stride is None:
+        return torch.empty(g.shape, dtype=g.dtype, device=g.device).copy_(g)
     return torch.empty_strided(g.shape, stride, dtype=g.dtype, device=g.device).copy_(g)
 
 
@@ -416,6 +429,8 @@ def build_plan(
             raise Unsupported(f"parameters on {p.device.type}")
         if p.is_sparse:
             raise Unsupported("a sparse parameter")
+        if lazy(p):
+            raise Unsupported("a parameter that is a lazy conjugate or negation, e.g. x.conj()")
     scalar_keys = [k for k in keys if k != "step" and k not in prog.buffer_keys]
     # initialise exactly as the reference path would (setdefault keeps what exists)
     for p in members:
@@ -552,6 +567,7 @@ def make_active(
             or REAL.get(p.dtype) != b.dtype
             or n != b.numels[li]
             or layout(p) != b.layouts[li]
+            or lazy(p)
         ):
             return None
     state = plan.state
@@ -582,7 +598,10 @@ def make_active(
         parts.append(part)
     pptrs = [p.data_ptr() for p in locs]
     strided = [(i, p.stride()) for i, p in enumerate(locs) if not p.is_contiguous()]
-    return Active(params, states, views, pptrs, list(state.values()), parts, strided=strided)
+    maybe = [i for i, p in enumerate(locs) if p.is_complex() or p.numel() <= 1]
+    return Active(
+        params, states, views, pptrs, list(state.values()), parts, strided=strided, lazy=maybe
+    )
 
 
 _FORCE_TRITON = [False]
@@ -624,6 +643,8 @@ def still_valid(
         except (KeyError, TypeError):
             return False
         act.ticks = ticks
+    if any(lazy(params[i]) for i in act.lazy):  # e.g. p.data = p.data.conj(): same address
+        return False
     if pptrs is not None:  # found by gather()
         return pptrs == act.pptrs and strided == act.strided
     # map over the unbound methods: C-level loops, ~10,000 tensors in well under 1 ms
@@ -699,18 +720,30 @@ def run_step(
     per global norm). With ``stats``, the kernel also measures the step (see
     :mod:`adaptlr.stats`), and that is returned."""
     # ``given``: the gradients (and their addresses) as Optimizer.step gathered them
+    # a gradient laid out otherwise than its parameter (assigned by hand), or a lazy view
+    # (x.conj()), is read through a copy laid out as the parameter
+    gptr_all = None
     if given is not None and given.dense and not plan.dtensor:
-        grads = given.grads
+        grads = given.grads  # laid out as their parameters: only a lazy view is copied
         gptr_all = np.array(given.gptrs, dtype=np.int64)
+        redo: Any = act.lazy
     else:
         grads = given.grads if given is not None else list(map(operator.attrgetter("grad"), params))
         if plan.dtensor:
             grads = [shard(g) for g in grads]
+        redo = act.lazy
         if act.strided or not all(map(Tensor.is_contiguous, grads)):
-            # a gradient laid out otherwise than its parameter (assigned by hand) is read
-            # through a copy laid out as the parameter
-            want = dict(act.strided)
-            grads = [_in_layout(g, want.get(i)) for i, g in enumerate(grads)]
+            redo = range(len(grads))
+    if redo:
+        want = dict(act.strided)
+        copies = {i: h for i in redo if (h := _in_layout(grads[i], want.get(i))) is not grads[i]}
+        if copies:
+            grads = list(grads)
+            for i, h in copies.items():
+                grads[i] = h
+            if gptr_all is not None:
+                gptr_all[list(copies)] = [h.data_ptr() for h in copies.values()]
+    if gptr_all is None:
         gptr_all = np.fromiter(map(Tensor.data_ptr, grads), dtype=np.int64, count=len(grads))
     scalar_names = [k for k in plan.keys if k != "step" and k not in prog.buffer_keys]
     work = []
