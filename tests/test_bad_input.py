@@ -145,6 +145,24 @@ def test_params_not_iterable_names_params():
         adaptlr.Adam(3)
 
 
+def test_a_tensor_listed_twice_in_a_group_is_refused_and_nothing_is_half_applied():
+    """torch.optim only warns, then steps such a tensor once per listing, its implementations
+    disagreeing with each other (adaptlr's fused and reference steps did too)."""
+    a, b = param(), param()
+    with pytest.raises(ValueError, match="position 2 of this param group is the one at position 0"):
+        adaptlr.Adam([a, b, a], lr=0.01)
+    with pytest.raises(ValueError, match="position 1 .* position 0"):
+        adaptlr.Adam([("w", a), ("w2", a)], lr=0.01)  # named parameters too
+    opt = adaptlr.Adam([a], lr=0.01)
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError, match="list each tensor once"):
+        opt.add_param_group({"params": [b, b]})
+    assert [dict(g) for g in opt.param_groups] == before
+    # (a tensor in two groups: torch.optim's own error)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": [a]})
+
+
 def test_add_param_group_without_params_is_a_clear_error():
     with pytest.raises(ValueError, match="params"):
         adaptlr.Adam([param()]).add_param_group({"lr": 0.1})

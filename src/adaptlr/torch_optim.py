@@ -125,6 +125,7 @@ class Optimizer(torch.optim.Optimizer):
                 param_group["params"] = list(params)  # a generator must survive the check
             self.check_group({**self.defaults, **param_group})
             _check_trainable(type(self).__name__, param_group)
+            _check_listed_once(type(self).__name__, param_group)
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("applied_steps", 0)
         self.param_groups[-1].setdefault("skipped_steps", 0)
@@ -351,6 +352,29 @@ class Optimizer(torch.optim.Optimizer):
                     self.state[p][k] = v.to(device=p.device, copy=True)
 
 
+def _group_tensors(group: dict[str, Any]) -> list[Tensor]:
+    """The tensors of a group's ``params`` (plain, or ``(name, tensor)`` pairs)."""
+    params = group.get("params")
+    items = [params] if isinstance(params, Tensor) else list(params or [])
+    tensors = [x[1] if isinstance(x, tuple) else x for x in items]
+    return [t for t in tensors if isinstance(t, Tensor)]
+
+
+def _check_listed_once(owner: str, group: dict[str, Any]) -> None:
+    """Refuse a tensor listed twice in one group. torch.optim warns that this will become an
+    error and steps it once per listing, each of its implementations differently (Adam, three
+    steps from 1.0 with lr 0.1: 0.408 for-loop, 0.406 foreach, 0.447 fused)."""
+    first: dict[int, int] = {}
+    for i, t in enumerate(_group_tensors(group)):
+        j = first.setdefault(id(t), i)
+        if j != i:
+            raise ValueError(
+                f"{owner}: the tensor at position {i} of this param group is the one at "
+                f"position {j}; list each tensor once (torch.optim warns that this will become "
+                f"an error)"
+            )
+
+
 def _check_trainable(owner: str, group: dict[str, Any]) -> None:
     """Refuse a group none of whose tensors requires grad: it could never be updated.
 
@@ -358,10 +382,7 @@ def _check_trainable(owner: str, group: dict[str, Any]) -> None:
     (fine-tuning with ``optimizer(model.parameters())``); a group that is frozen on purpose,
     to be unfrozen later, says so with ``allow_frozen=True``.
     """
-    params = group.get("params")
-    items = [params] if isinstance(params, Tensor) else list(params or [])
-    tensors = [x[1] if isinstance(x, tuple) else x for x in items]
-    tensors = [t for t in tensors if isinstance(t, Tensor)]
+    tensors = _group_tensors(group)
     allow = group.get("allow_frozen", False)
     if not isinstance(allow, bool):
         raise TypeError(f"{owner}: allow_frozen must be True or False, got {allow!r}")
