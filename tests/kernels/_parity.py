@@ -54,6 +54,20 @@ def set_grads_in_layout(params, step, like_param=True):
         p.grad = torch.empty_like(p).copy_(g) if like_param else g.contiguous()
 
 
+def step_side_by_side(fused, ref, pa, pb, steps, grad):
+    """Step both optimizers ``steps`` times, the fast path required (a fallback warning is an
+    error); ``grad(p, gen, step)`` makes a parameter's gradient from a generator seeded alike
+    for both sides."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FusedFallbackWarning)
+        for step in range(steps):
+            for opt, ps in ((fused, pa), (ref, pb)):
+                gen = torch.Generator().manual_seed(100 + step)
+                for p in ps:
+                    p.grad = grad(p, gen, step)
+                opt.step()
+
+
 def set_grads(params, step, seed=1):
     """Gradients that depend on the parameters (so trajectories matter) plus fixed noise."""
     gen = torch.Generator().manual_seed(seed + step)

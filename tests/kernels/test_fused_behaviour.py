@@ -13,7 +13,7 @@ import adaptlr
 from adaptlr import core
 from adaptlr.kernels import FusedFallbackWarning
 
-from ._parity import assert_same, make_params, rel_err, set_grads
+from ._parity import assert_same, make_params, rel_err, set_grads, step_side_by_side
 
 pytest.importorskip("numba")
 
@@ -102,14 +102,9 @@ def test_mixed_dtypes_and_complex_in_one_group():
 
     pa, pb = params(), params()
     fused, ref = adaptlr.AdamW(pa, lr=0.01), adaptlr.AdamW(pb, lr=0.01, fused=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FusedFallbackWarning)
-        for step in range(20):
-            for opt, ps in ((fused, pa), (ref, pb)):
-                gen = torch.Generator().manual_seed(100 + step)
-                for p in ps:
-                    p.grad = torch.randn(p.shape, dtype=p.dtype, generator=gen)
-                opt.step()
+    step_side_by_side(
+        fused, ref, pa, pb, 20, lambda p, gen, _: torch.randn(p.shape, dtype=p.dtype, generator=gen)
+    )
     for a, b in zip(pa, pb):
         assert rel_err(a.detach(), b.detach()) <= 1e-6
 

@@ -21,6 +21,7 @@ from ._parity import (
     norm_chain,
     rel_err,
     set_grads_in_layout,
+    step_side_by_side,
     user_chain,
 )
 
@@ -143,16 +144,13 @@ def test_low_precision_and_complex_parameters_in_other_layouts(dtype):
         return [p.requires_grad_() for p in out]
 
     pa, pb = params(), params()
+
+    def grad(p, gen, step):  # laid out as p, but contiguous at step 4 (read through a copy)
+        g = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(dtype)
+        return g if step == 4 else torch.empty_like(p).copy_(g)
+
     fused, ref = adaptlr.AdamW(pa, lr=0.01), adaptlr.AdamW(pb, lr=0.01, fused=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FusedFallbackWarning)
-        for step in range(15):
-            for opt, ps in ((fused, pa), (ref, pb)):
-                gen = torch.Generator().manual_seed(100 + step)
-                for p in ps:
-                    g = torch.randn(p.shape, generator=gen, dtype=torch.float32).to(dtype)
-                    p.grad = g if step == 4 else torch.empty_like(p).copy_(g)
-                opt.step()
+    step_side_by_side(fused, ref, pa, pb, 15, grad)
     for a, b in zip(pa, pb):
         assert fused.state[a]["exp_avg"].stride() == a.stride()
         if dtype.is_complex:
