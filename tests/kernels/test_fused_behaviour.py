@@ -359,3 +359,38 @@ def test_a_state_dict_held_across_a_fused_step_stays_the_optimizers(when):
     _steps([(fused, pa), (ref, pb)], 3, 2)
     assert fused.state[pa[0]] is held
     assert torch.equal(held["exp_avg"], ref.state[pb[0]]["exp_avg"])
+
+
+def test_scalar_state_keeps_each_parameters_dtype_through_a_load():
+    """``load_state_dict`` casts scalar state (NAdam's ``mu_product``) to a real parameter's
+    dtype and leaves a complex one's float32, as torch.optim does; the fast path holds those
+    scalars flat per bucket, and must keep each parameter's dtype (it gave the complex one the
+    real one's float64)."""
+
+    def params():
+        gen = torch.Generator().manual_seed(9)
+        return [
+            torch.randn(3, dtype=torch.float64, generator=gen).requires_grad_(),
+            torch.randn(3, dtype=torch.complex128, generator=gen).requires_grad_(),
+        ]
+
+    pa, pb, pt = params(), params(), params()
+    opts = [
+        adaptlr.NAdam(pa, lr=0.01),
+        adaptlr.NAdam(pb, lr=0.01, fused=False),
+        torch.optim.NAdam(pt, lr=0.01, foreach=False),
+    ]
+    for step in range(8):
+        for opt, ps in zip(opts, (pa, pb, pt)):
+            if step == 3:
+                opt.load_state_dict(opt.state_dict())
+            gen = torch.Generator().manual_seed(50 + step)
+            for p in ps:
+                p.grad = torch.randn(3, dtype=p.dtype, generator=gen)
+            opt.step()
+    want = [opts[2].state[p]["mu_product"].dtype for p in pt]
+    assert want == [torch.float64, torch.float32]  # torch's own behaviour, as described
+    for opt, ps in zip(opts[:2], (pa, pb)):
+        assert [opt.state[p]["mu_product"].dtype for p in ps] == want
+    for a, b in zip(pa, pb):
+        assert rel_err(a.detach(), b.detach()) <= 1e-9

@@ -1,13 +1,14 @@
 """What users do between steps, drawn at random (Hypothesis' stateful testing).
 
 A fused optimizer (the default) and a reference one (``fused=False``) each hold their own
-copies of the same parameters; every action is done to both: steps with some gradients
-``None`` and gradients laid out as their parameter or contiguous, ``zero_grad()``,
-``p.data`` replaced (a copy elsewhere, transposed strides, ``channels_last``, float32 and back,
-the same memory transposed), a new param group, a new learning rate, a state entry replaced,
-the state dict saved and loaded back. After every step parameters and state must agree:
-float64 to 1e-9 relative, float32 (after ``p.data.float()``) to 1e-5. A fallback of the fused
-path is allowed (it warns): only a difference is a failure.
+copies of the same parameters (float64 or complex128); every action is done to both: steps
+with some gradients ``None``, gradients laid out as their parameter or contiguous, and lazy
+conjugates (``g.conj()``), ``zero_grad()``, ``p.data`` replaced (a copy elsewhere, transposed
+strides, ``channels_last``, single precision and back, the same memory transposed), a new
+param group, a new learning rate, a state entry replaced, the state dict saved and loaded
+back. After every step parameters and state must agree: double precision to 1e-9 relative,
+single (after ``p.data.float()``) to 1e-5. A fallback of the fused path is allowed (it
+warns): only a difference is a failure.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def new_data(d: torch.Tensor, how: str) -> torch.Tensor | None:
     if how == "contiguous":
         return d.contiguous()
     if how in ("float32", "float64"):
-        return d.to(getattr(torch, how))
+        single = how == "float32"
+        if d.is_complex():
+            return d.to(torch.complex64 if single else torch.complex128)
+        return d.to(torch.float32 if single else torch.float64)
     if how == "same-memory-transposed":  # the same address, other strides (square only)
         ok = d.dim() == 2 and d.shape[0] == d.shape[1] and d.is_contiguous()
         return d.t() if ok else None
@@ -55,13 +59,15 @@ class UserActions(RuleBasedStateMachine):
     @initialize(
         name=st.sampled_from(sorted(REGISTRY)),
         shapes=st.lists(st.sampled_from(SHAPES), min_size=1, max_size=4),
+        complex_=st.lists(st.booleans(), min_size=4, max_size=4),
         seed=st.integers(0, 2**16),
     )
-    def build(self, name, shapes, seed):
+    def build(self, name, shapes, complex_, seed):
         info = REGISTRY[name]
         self.cfg = info.all_configs[0]
         gen = torch.Generator().manual_seed(seed)
-        start = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+        dtypes = [torch.complex128 if c else torch.float64 for c in complex_]
+        start = [torch.randn(s, generator=gen, dtype=dt) for s, dt in zip(shapes, dtypes)]
         self.pa = [t.clone().requires_grad_() for t in start]
         self.pb = [t.clone().requires_grad_() for t in start]
         self.fused = info.cls(self.pa, **self.cfg)
@@ -71,26 +77,26 @@ class UserActions(RuleBasedStateMachine):
     def worlds(self):
         return ((self.fused, self.pa), (self.ref, self.pb))
 
-    @rule(none=st.lists(st.booleans(), max_size=6), as_param=st.booleans())
-    def step(self, none, as_param):
-        self._step(none, as_param)
+    @rule(none=st.lists(st.booleans(), max_size=6), as_param=st.booleans(), conj=st.booleans())
+    def step(self, none, as_param, conj):
+        self._step(none, as_param, conj)
 
     @rule(as_param=st.booleans())
     def two_steps(self, as_param):
         """(steps are what every other action is judged by: two rules draw them)"""
-        self._step([], as_param)
-        self._step([], as_param)
+        self._step([], as_param, False)
+        self._step([], as_param, False)
 
-    def _step(self, none, as_param):
+    def _step(self, none, as_param, conj):
         self.steps += 1
         for opt, ps in self.worlds():
             gen = torch.Generator().manual_seed(self.seed + self.steps)
             for i, p in enumerate(ps):
-                g = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
-                if i < len(none) and none[i]:
-                    p.grad = None
-                else:
-                    p.grad = torch.empty_like(p).copy_(g) if as_param else g
+                wide = torch.complex128 if p.is_complex() else torch.float64
+                g = torch.randn(p.shape, generator=gen, dtype=wide).to(p.dtype)
+                if as_param:
+                    g = torch.empty_like(p).copy_(g)
+                p.grad = None if i < len(none) and none[i] else (g.conj() if conj else g)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FusedFallbackWarning)
                 opt.step()
@@ -113,9 +119,10 @@ class UserActions(RuleBasedStateMachine):
                 ps[i].grad = None  # (a gradient of the old dtype would not fit)
 
     @precondition(lambda self: len(self.pa) < 6)
-    @rule(shape=st.sampled_from(SHAPES), seed=st.integers(0, 2**16))
-    def add_param_group(self, shape, seed):
-        t = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    @rule(shape=st.sampled_from(SHAPES), complex_=st.booleans(), seed=st.integers(0, 2**16))
+    def add_param_group(self, shape, complex_, seed):
+        gen = torch.Generator().manual_seed(seed)
+        t = torch.randn(shape, generator=gen, dtype=torch.complex128 if complex_ else torch.float64)
         for opt, ps in self.worlds():
             p = t.clone().requires_grad_()
             ps.append(p)
@@ -145,13 +152,14 @@ class UserActions(RuleBasedStateMachine):
 
     def check(self):
         for i, (a, b) in enumerate(zip(self.pa, self.pb)):
-            tol = 1e-9 if b.dtype == torch.float64 else 1e-5
+            tol = 1e-9 if b.dtype in (torch.float64, torch.complex128) else 1e-5
             assert a.dtype == b.dtype and a.shape == b.shape
             assert rel_err(a.detach(), b.detach()) <= tol, f"parameter {i}"
             sa, sb = self.fused.state.get(a, {}), self.ref.state.get(b, {})
             assert sorted(sa) == sorted(sb), f"parameter {i}"
             for key, vb in sb.items():
-                assert rel_err(sa[key].double(), vb.double()) <= tol, f"parameter {i}, {key}"
+                assert sa[key].dtype == vb.dtype, f"parameter {i}, {key}"
+                assert rel_err(sa[key], vb) <= tol, f"parameter {i}, {key}"
 
 
 UserActions.TestCase.settings = settings(

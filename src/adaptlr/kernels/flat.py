@@ -446,10 +446,13 @@ def build_plan(
     groups: dict[tuple, list[Tensor]] = {}
     for p in members:
         lp = loc[id(p)]
-        key = (lp.device, REAL[lp.dtype], _state_dtype(state[p], lp, prog))
+        # the step count and scalar state are flat per bucket too: one dtype each (they can
+        # differ: load_state_dict casts them to a real parameter's dtype, not a complex one's)
+        scalar_dtypes = tuple(shard(state[p][k]).dtype for k in ("step", *scalar_keys))
+        key = (lp.device, REAL[lp.dtype], _state_dtype(state[p], lp, prog), scalar_dtypes)
         groups.setdefault(key, []).append(p)
     buckets = []
-    for (device, dtype, sdtype), ps in groups.items():
+    for (device, dtype, sdtype, _), ps in groups.items():
         lps = [loc[id(p)] for p in ps]
         numels = np.array([p.numel() * (2 if p.is_complex() else 1) for p in lps], dtype=np.int64)
         # each tensor starts on a 64-byte boundary (and a complex one on an even element)
