@@ -394,3 +394,63 @@ def test_scalar_state_keeps_each_parameters_dtype_through_a_load():
         assert [opt.state[p]["mu_product"].dtype for p in ps] == want
     for a, b in zip(pa, pb):
         assert rel_err(a.detach(), b.detach()) <= 1e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_new_data_of_another_dtype_at_the_same_address(dtype):
+    """Freed memory is reused: ``p.data = p.data.double()`` then ``.bfloat16()`` can put the
+    new data where the stepped data was (the user-actions state machine hit it: a float32
+    kernel stepped bfloat16 data). Made certain here with views of one buffer: the same
+    address, another dtype. The fast path must notice, and step as the reference path."""
+
+    def param():
+        buf = torch.zeros(64, dtype=torch.uint8)  # (its bytes past the parameter stay 0)
+        p = torch.empty(0).requires_grad_()
+        with torch.no_grad():
+            p.data = buf[:16].view(torch.float32).copy_(torch.tensor([1.0, -2.0, 3.0, 0.5]))
+        return p, buf
+
+    (pa, bufa), (pb, bufb) = param(), param()
+    fused, ref = adaptlr.Adam([pa], lr=0.1), adaptlr.Adam([pb], lr=0.1, fused=False)
+    for opt, p in ((fused, pa), (ref, pb)):
+        for _ in range(3):
+            p.grad = torch.ones(4)
+            opt.step()
+    for p, buf in ((pa, bufa), (pb, bufb)):
+        ptr, size = p.data_ptr(), 4 * torch.empty(0, dtype=dtype).element_size()
+        with torch.no_grad():
+            p.data = buf[:size].view(dtype).copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        assert p.data_ptr() == ptr and p.dtype == dtype and p.shape == (4,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FusedFallbackWarning)
+        for opt, p in ((fused, pa), (ref, pb)):
+            for _ in range(3):
+                p.grad = torch.ones(4, dtype=dtype)
+                opt.step()
+    assert torch.equal(pa, pb)
+    assert torch.equal(bufa, bufb)  # nothing written past the parameter either
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_new_data_of_another_size_at_the_same_address(n):
+    """``p.data = p.data[:n]`` (or a resize): the same address, fewer elements. The fast path
+    must not step the old extent (it wrote past the parameter); the reference path's error
+    (the state no longer fits) is what both give."""
+    pa, pb = (torch.tensor([1.0, -2.0, 3.0, 0.5], requires_grad=True) for _ in range(2))
+    fused, ref = adaptlr.Adam([pa], lr=0.1), adaptlr.Adam([pb], lr=0.1, fused=False)
+    for opt, p in ((fused, pa), (ref, pb)):
+        for _ in range(3):
+            p.grad = torch.ones(4)
+            opt.step()
+    whole = [p.detach().clone() for p in (pa, pb)]
+    bases = [p.data for p in (pa, pb)]  # the old data, which still holds all 4 elements
+    for p in (pa, pb):
+        with torch.no_grad():
+            p.data = p.data[:n]
+    for opt, p in ((ref, pb), (fused, pa)):
+        p.grad = torch.ones(n)
+        with warnings.catch_warnings(), pytest.raises(RuntimeError, match="size"):
+            warnings.simplefilter("ignore", FusedFallbackWarning)
+            opt.step()
+    for base, before in zip(bases, whole):
+        assert torch.equal(base, before)  # nothing changed, past the parameter or in it

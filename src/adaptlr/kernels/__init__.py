@@ -170,9 +170,8 @@ def fused_step(
     else:
         locs = [flat.shard(p) for p in params] if flat.has_dtensor(params) else params
     if usable:
-        found = grads is not None and grads.dense and not plan.dtensor
-        pptrs, strided = (grads.pptrs, grads.strided) if found else (None, None)
-        if act is not None and not flat.still_valid(plan, act, locs, pptrs, strided):
+        found = grads if grads is not None and grads.dense and not plan.dtensor else None
+        if act is not None and not flat.still_valid(plan, act, locs, found):
             act = None  # e.g. another group added state, or a parameter's data moved
         if act is None and all(id(p) in plan.where for p in params):
             act = flat.make_active(plan, params, prog, locs)

@@ -11,8 +11,9 @@ gradient set to ``None`` by ``zero_grad()`` and recreated by autograd costs noth
 
 A plan stays valid while nothing moved under it; every step checks, cheaply and completely:
 the state dict is the same object, every state entry of a stepped parameter is still our
-view, every parameter still lives where it did and has the memory layout its state views were
-made with. Otherwise the plan is rebuilt, copying the current state values into new flat
+view, every parameter still lives where it did with the dtype, size and memory layout its
+state views were made for (an address alone is not enough: freed memory is reused). Otherwise
+the plan is rebuilt, copying the current state values into new flat
 buffers. A member's state dict is a :class:`WatchedState`, which counts its own changes:
 while none happened, no entry needs to be looked at.
 
@@ -105,7 +106,8 @@ class Gathered:
 
     ``dense``: every one of them and its gradient are plain tensors, both contiguous or both
     with the same strides (listed in ``strided``); ``pptrs`` and ``gptrs`` are then their
-    addresses (else ``None``). Whether those strides make a dense block is the plan's check.
+    addresses, and ``dtypes`` and ``numels`` the parameters' (else ``None``). Whether those
+    strides make a dense block is the plan's check.
     """
 
     params: list[Tensor]
@@ -115,6 +117,9 @@ class Gathered:
     gptrs: list[int] | None = None
     #: (position, strides) of each parameter that is not contiguous, its gradient strided alike
     strided: list[tuple[int, tuple[int, ...]]] | None = None
+    #: each parameter's dtype and number of elements
+    dtypes: list[torch.dtype] | None = None
+    numels: list[int] | None = None
 
 
 def gather(group_params: list[Tensor]) -> Gathered:
@@ -123,13 +128,19 @@ def gather(group_params: list[Tensor]) -> Gathered:
     One loop that touches each tensor once: after a step has streamed the parameters through
     the caches, each separate pass over 10,000 tensors (a C-level ``map``) found them cold
     again (measured: 9 ms for this loop against 13-17 ms for the six passes it replaces).
+    A parameter's address alone does not say that it is the data a plan was made for: freed
+    memory is reused, and ``p.data = p.data.double()`` then ``.bfloat16()`` can put other
+    data there; its dtype and size are read too.
     """
     params: list[Tensor] = []
     grads: list[Tensor] = []
     pptrs: list[int] = []
     gptrs: list[int] = []
+    dtypes: list[torch.dtype] = []
+    numels: list[int] = []
     strided: list[tuple[int, tuple[int, ...]]] = []
     add_p, add_g, add_pp, add_gp = params.append, grads.append, pptrs.append, gptrs.append
+    add_d, add_n = dtypes.append, numels.append
     try:
         for p in group_params:
             g = p.grad
@@ -144,8 +155,10 @@ def gather(group_params: list[Tensor]) -> Gathered:
             add_g(g)
             add_pp(p.data_ptr())
             add_gp(g.data_ptr())
+            add_d(p.dtype)
+            add_n(p.numel())
         else:
-            return Gathered(params, grads, True, pptrs, gptrs, strided)
+            return Gathered(params, grads, True, pptrs, gptrs, strided, dtypes, numels)
     except Exception:  # noqa: BLE001 - sparse or storage-less tensors (DTensor): passes below
         pass
     grads = list(map(operator.attrgetter("grad"), group_params))
@@ -290,6 +303,9 @@ class Active:
     ticks: int = -1
     #: (position, strides) of each parameter that is not contiguous (see :func:`layout`)
     strided: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    #: the parameters' dtypes and numbers of elements (see :func:`gather`)
+    dtypes: list[torch.dtype] = field(default_factory=list)
+    numels: list[int] = field(default_factory=list)
     #: positions of the parameters that can be (or have a gradient that is) a dense
     #: :func:`lazy` view: complex ones (``x.conj()``); of real ones, those of at most one
     #: element (``x.conj().imag``, the only public lazy negation, has even strides otherwise)
@@ -603,8 +619,9 @@ def make_active(
     strided = [(i, p.stride()) for i, p in enumerate(locs) if not p.is_contiguous()]
     maybe = [i for i, p in enumerate(locs) if p.is_complex() or p.numel() <= 1]
     return Active(
-        params, states, views, pptrs, list(state.values()), parts, strided=strided, lazy=maybe
-    )
+        params, states, views, pptrs, list(state.values()), parts, strided=strided,
+        dtypes=[p.dtype for p in locs], numels=[p.numel() for p in locs], lazy=maybe,
+    )  # fmt: skip
 
 
 _FORCE_TRITON = [False]
@@ -615,16 +632,12 @@ def _force_triton() -> bool:
 
 
 def still_valid(
-    plan: Plan,
-    act: Active,
-    params: list[Tensor],
-    pptrs: list[int] | None = None,
-    strided: list[tuple[int, tuple[int, ...]]] | None = None,
+    plan: Plan, act: Active, params: list[Tensor], found: Gathered | None = None
 ) -> bool:
     """Everything the plan assumed still holds (identity checks, C-level passes).
 
-    ``pptrs`` and ``strided``: the parameters' addresses and the strides of those not
-    contiguous, as :func:`gather` found them (then every gradient is laid out as its parameter).
+    ``found``: the parameters' addresses, strides (of those not contiguous), dtypes and sizes
+    as :func:`gather` found them (then every gradient is laid out as its parameter).
 
     The per-parameter state dicts are compared through ``state.values()`` (no tensor
     hashing): a dict replaced, added or removed anywhere in the optimizer shows there. Their
@@ -648,10 +661,19 @@ def still_valid(
         act.ticks = ticks
     if any(lazy(params[i]) for i in act.lazy):  # e.g. p.data = p.data.conj(): same address
         return False
-    if pptrs is not None:  # found by gather()
-        return pptrs == act.pptrs and strided == act.strided
+    if found is not None:
+        return (
+            found.pptrs == act.pptrs
+            and found.strided == act.strided
+            and found.dtypes == act.dtypes
+            and found.numels == act.numels
+        )
     # map over the unbound methods: C-level loops, ~10,000 tensors in well under 1 ms
     if list(map(Tensor.data_ptr, params)) != act.pptrs:
+        return False
+    if list(map(Tensor.numel, params)) != act.numels:
+        return False
+    if list(map(operator.attrgetter("dtype"), params)) != act.dtypes:
         return False
     if all(map(Tensor.is_contiguous, params)):
         return not act.strided
