@@ -9,13 +9,13 @@ flat CPU tensors, so that counting steps is one vectorised operation.
 Parameters and gradients are *not* copied: kernels reach them through their addresses, so a
 gradient set to ``None`` by ``zero_grad()`` and recreated by autograd costs nothing extra.
 
-A plan stays valid while nothing moved under it; every step checks, cheaply and completely:
-the state dict is the same object, every state entry of a stepped parameter is still our
-view, every parameter still lives where it did with the dtype, size and memory layout its
-state views were made for (an address alone is not enough: freed memory is reused). Otherwise
-the plan is rebuilt, copying the current state values into new flat
-buffers. A member's state dict is a :class:`WatchedState`, which counts its own changes:
-while none happened, no entry needs to be looked at.
+A plan stays valid while nothing moved under it; every step checks, cheaply and completely: the
+state dict is the same object, every state entry of a stepped parameter is still our view,
+every parameter still lives where it did with the dtype, size and memory layout its state views
+were made for (an address alone is not enough: freed memory is reused). Otherwise the plan is
+rebuilt, copying the current state values into new flat buffers. A member's state dict is a
+:class:`WatchedState`, which counts its own changes: while none happened, no entry needs to be
+looked at.
 
 A parameter need not be contiguous, only *dense*: its elements fill one block of memory, each
 once (e.g. a convolution's weight in ``channels_last``). The kernels step such a block as
@@ -362,13 +362,14 @@ class Plan:
         self.last = act
 
 
-def _real(t: Tensor) -> Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
 def layout(t: Tensor) -> tuple[int, ...] | None:
     """``None`` for a contiguous tensor, else its strides."""
     return None if t.is_contiguous() else t.stride()
+
+
+def strided_of(tensors: list[Tensor]) -> list[tuple[int, tuple[int, ...]]]:
+    """(position, strides) of each tensor that is not contiguous."""
+    return [(i, t.stride()) for i, t in enumerate(tensors) if not t.is_contiguous()]
 
 
 def dense(t: Tensor) -> bool:
@@ -616,10 +617,9 @@ def make_active(
         }
         parts.append(part)
     pptrs = [p.data_ptr() for p in locs]
-    strided = [(i, p.stride()) for i, p in enumerate(locs) if not p.is_contiguous()]
     maybe = [i for i, p in enumerate(locs) if p.is_complex() or p.numel() <= 1]
     return Active(
-        params, states, views, pptrs, list(state.values()), parts, strided=strided,
+        params, states, views, pptrs, list(state.values()), parts, strided=strided_of(locs),
         dtypes=[p.dtype for p in locs], numels=[p.numel() for p in locs], lazy=maybe,
     )  # fmt: skip
 
@@ -659,7 +659,7 @@ def still_valid(
         except (KeyError, TypeError):
             return False
         act.ticks = ticks
-    if any(lazy(params[i]) for i in act.lazy):  # e.g. p.data = p.data.conj(): same address
+    if act.lazy and any(lazy(params[i]) for i in act.lazy):  # p.data = p.data.conj()
         return False
     if found is not None:
         return (
@@ -677,7 +677,7 @@ def still_valid(
         return False
     if all(map(Tensor.is_contiguous, params)):
         return not act.strided
-    return [(i, p.stride()) for i, p in enumerate(params) if not p.is_contiguous()] == act.strided
+    return strided_of(params) == act.strided
 
 
 def coefficient_rows(
