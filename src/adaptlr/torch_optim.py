@@ -204,7 +204,7 @@ class Optimizer(torch.optim.Optimizer):
         work = []
         for gi, group in enumerate(self.param_groups):
             # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
-            found = gather(group["params"])
+            found = gather(group["params"], kernels.last_active(self, group))
             if not found.dense and any(g.layout != torch.strided for g in found.grads):
                 raise TypeError(
                     f"{type(self).__name__} does not support sparse gradients "

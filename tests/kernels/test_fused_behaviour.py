@@ -454,3 +454,87 @@ def test_new_data_of_another_size_at_the_same_address(n):
             opt.step()
     for base, before in zip(bases, whole):
         assert torch.equal(base, before)  # nothing changed, past the parameter or in it
+
+
+def _read_by_hand(params):
+    """What a step must know of a group, read here one tensor at a time."""
+    with_grad = [p for p in params if p.grad is not None]
+    return (
+        with_grad,
+        [p.grad for p in with_grad],
+        [p.data_ptr() for p in with_grad],
+        [p.grad.data_ptr() for p in with_grad],
+        [p.dtype for p in with_grad],
+        [p.numel() for p in with_grad],
+        [(i, p.stride()) for i, p in enumerate(with_grad) if not p.is_contiguous()],
+    )
+
+
+def _change(kind, ps):
+    with torch.no_grad():
+        if kind == "a gradient None":
+            ps[3].grad = None
+        elif kind == "a parameter moved":
+            ps[1].data = ps[1].data.clone()
+        elif kind == "another dtype at the same address":
+            ps[0].data = ps[0].data.view(torch.complex64)  # float64's size: as many elements
+        elif kind == "fewer elements at the same address":
+            ps[2].data = ps[2].data.view(-1)[:1]
+            ps[2].grad = torch.ones_like(ps[2])
+        elif kind == "a transposed parameter and gradient":
+            ps[4].data = ps[4].data.t()
+            ps[4].grad = ps[4].grad.t()
+        elif kind == "a gradient laid out otherwise":
+            ps[4].grad = ps[4].grad.t().contiguous().t()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "nothing",
+        "a gradient None",
+        "a parameter moved",
+        "another dtype at the same address",
+        "fewer elements at the same address",
+        "a transposed parameter and gradient",
+        "a gradient laid out otherwise",
+    ],
+)
+def test_gather_against_the_last_step_reads_what_the_tensors_hold(kind):
+    """The usual step compares each parameter with the last step's active set as it reads it
+    (``gather(params, expect)``); whatever changed since, what it returns must be what the
+    tensors hold now, read here by hand, and the same as the full loop's."""
+    from adaptlr import kernels
+    from adaptlr.kernels import flat
+
+    ps = [torch.randn(5, 3, dtype=torch.float64).requires_grad_()]
+    ps += [torch.randn(5, 3).requires_grad_() for _ in range(5)]
+    opt = adaptlr.Adam(ps, lr=0.01)
+    for p in ps:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    group = opt.param_groups[0]
+    expect = kernels.last_active(opt, group)
+    assert expect is not None and len(expect.params) == len(ps)
+    _change(kind, ps)
+    if kind == "nothing":  # the usual step: compared as read, the last step's lists kept
+        assert flat.gather(group["params"], expect).pptrs is expect.pptrs
+    for found in (flat.gather(group["params"], expect), flat.gather(group["params"])):
+        got = (
+            found.params,
+            found.grads,
+            found.pptrs,
+            found.gptrs,
+            found.dtypes,
+            found.numels,
+            found.strided,
+        )
+        want = _read_by_hand(group["params"])
+        if kind == "a gradient laid out otherwise":  # strides differ: not dense, addresses unread
+            assert not found.dense and found.pptrs is None
+            got, want = got[:2], want[:2]
+        else:
+            assert found.dense
+        for g, w in zip(got, want):
+            assert len(g) == len(w)
+            assert all(a is b or a == b for a, b in zip(g, w))

@@ -134,6 +134,16 @@ def _backend_ok(device_types: set[str]) -> str | None:
     return None
 
 
+def last_active(optimizer: Any, group: dict) -> flat.Active | None:
+    """The active set of ``group``'s last fused step, which :func:`flat.gather` can compare
+    the group's parameters with as it reads them; ``None`` where there is none to trust (no
+    plan, a plan of another group at a reused id, DTensor shards)."""
+    plan = optimizer.__dict__.get("_adaptlr_plans", {}).get(id(group))
+    if plan is None or plan.group is not group or plan.dtensor:
+        return None
+    return plan.last
+
+
 def fused_step(
     optimizer: Any,
     group: dict,

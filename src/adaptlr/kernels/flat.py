@@ -122,7 +122,7 @@ class Gathered:
     numels: list[int] | None = None
 
 
-def gather(group_params: list[Tensor]) -> Gathered:
+def gather(group_params: list[Tensor], expect: Active | None = None) -> Gathered:
     """The parameters with a gradient, their gradients and addresses, in one pass.
 
     One loop that touches each tensor once: after a step has streamed the parameters through
@@ -131,7 +131,16 @@ def gather(group_params: list[Tensor]) -> Gathered:
     A parameter's address alone does not say that it is the data a plan was made for: freed
     memory is reused, and ``p.data = p.data.double()`` then ``.bfloat16()`` can put other
     data there; its dtype and size are read too.
+
+    ``expect``: the active set of the group's last fused step (see
+    :func:`adaptlr.kernels.last_active`). Where it covers as many parameters as the group and
+    none of them is strided, each parameter is compared with it as it is read, and the lists
+    returned are its own; the full loop runs from the start at the first difference.
     """
+    if expect is not None and len(expect.params) == len(group_params) and not expect.strided:
+        found = _gather_as(group_params, expect)
+        if found is not None:
+            return found
     params: list[Tensor] = []
     grads: list[Tensor] = []
     pptrs: list[int] = []
@@ -167,6 +176,37 @@ def gather(group_params: list[Tensor]) -> Gathered:
         list(itertools.compress(group_params, present)),
         list(itertools.compress(grads, present)),
         False,
+    )
+
+
+def _gather_as(group_params: list[Tensor], expect: Active) -> Gathered | None:
+    """:func:`gather` for the usual step: every parameter has a gradient, both contiguous, and
+    is where, of the dtype and size, that ``expect`` lists; else ``None``.
+
+    Comparing as it reads spares the three lists that :func:`still_valid` would compare and
+    the 20,000 integers they hold with 10,000 tensors (measured, paired: 0.6-1.4 ms of a
+    21-25 ms step).
+    """
+    grads: list[Tensor] = []
+    gptrs: list[int] = []
+    add_g, add_gp = grads.append, gptrs.append
+    try:
+        for p, ptr, dtype, numel in zip(group_params, expect.pptrs, expect.dtypes, expect.numels):
+            g = p.grad
+            if (
+                g is None
+                or not (g.is_contiguous() and p.is_contiguous())
+                or p.data_ptr() != ptr
+                or p.dtype is not dtype
+                or p.numel() != numel
+            ):
+                return None
+            add_g(g)
+            add_gp(g.data_ptr())
+    except Exception:  # noqa: BLE001 - sparse or storage-less tensors: gather's own loop
+        return None
+    return Gathered(
+        list(group_params), grads, True, expect.pptrs, gptrs, [], expect.dtypes, expect.numels
     )
 
 
