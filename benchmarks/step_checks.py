@@ -33,6 +33,9 @@ from pathlib import Path
 
 import torch
 
+# (run as a script: this folder is on sys.path)
+from step_speed import algorithms, floor_bytes, make_params
+
 import adaptlr
 from adaptlr import kernels
 from adaptlr.kernels import flat
@@ -61,23 +64,17 @@ def read_loops() -> list[tuple[str, Callable[[list[torch.Tensor]], None]]]:
     return loops
 
 
-def make_params(count: int, numel: int) -> list[torch.Tensor]:
-    ps = [torch.randn(numel).requires_grad_() for _ in range(count)]
-    for p in ps:
-        p.grad = torch.randn_like(p) * 1e-2
-    return ps
-
-
 def run(count: int, numel: int, rounds: int) -> str:
     torch.manual_seed(0)
-    ours = adaptlr.Adam(make_params(count, numel), lr=1e-3)
-    theirs = torch.optim.Adam(make_params(count, numel), lr=1e-3, fused=True)
+    ours = adaptlr.Adam(make_params(count * numel, count, "cpu"), lr=1e-3)
+    theirs = torch.optim.Adam(make_params(count * numel, count, "cpu"), lr=1e-3, fused=True)
     for _ in range(2):  # state allocated, kernels compiled
         ours.step()
         theirs.step()
     group = ours.param_groups[0]
     params, expect = group["params"], kernels.last_active(ours, group)
-    floor = torch.randn(count * numel * 28 // 8)  # read + write = 28 bytes per parameter
+    adam = next(a for a in algorithms("cpu") if a.name == "Adam")
+    floor = torch.randn(count * numel * floor_bytes(adam, 4) // 8)  # (read + written: 28)
     evict = torch.randn(280_000_000 // 8)
     items: list[tuple[str, Callable[[], object]]] = [
         ("torch fused Adam step", theirs.step),
