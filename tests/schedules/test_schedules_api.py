@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import adaptlr.schedules as S
-from adaptlr.schedules import base, shapes, spec, torch_adapter
+from adaptlr.schedules import base, hf, shapes, spec, torch_adapter
 from adaptlr.schedules.shapes import SCHEDULE_CLASSES
 
 # one instance of every schedule class, with non-default arguments
@@ -30,6 +30,10 @@ EXAMPLES = [
     S.cosine_restarts(0.1, T_0=3, T_mult=2, min_lr=0.001),
     S.one_cycle(0.1, total_steps=20, pct_start=0.25, anneal_strategy="linear", three_phase=True),
     S.join([S.constant(0.1), S.cosine(0.1, total_steps=10)], boundaries=[4]),
+    S.cosine_wave(0.1, total_steps=20, num_cycles=1.5, min_lr=0.01),
+    S.cosine_hard_restarts(0.1, total_steps=45, num_cycles=2, min_lr=0.001),
+    S.warmup_stable_decay(0.1, 3, 4, 5, min_lr=0.01, warmup_type="1-sqrt", decay_type="cosine"),
+    S.shift(S.linear_warmup(0.1, warmup=5), 2),
 ]
 
 
@@ -126,6 +130,29 @@ BAD = [
     (S.join, dict(schedules=[S.constant(1.0)] * 2, boundaries=[]), "boundaries"),
     (S.join, dict(schedules=[S.constant(1.0)] * 3, boundaries=[5, 2]), "boundaries"),
     (S.join, dict(schedules=[S.constant(1.0)] * 2, boundaries=[-1]), "boundaries"),
+    (S.inverse_sqrt, dict(lr=0.1, timescale=0), "timescale"),
+    (S.cosine_wave, dict(lr=0.1, total_steps=0), "total_steps"),
+    (S.cosine_wave, dict(lr=0.1, total_steps=5, num_cycles=0.0), "num_cycles"),
+    (S.cosine_wave, dict(lr=0.1, total_steps=5, min_lr=-0.1), "min_lr"),
+    (S.cosine_hard_restarts, dict(lr=0.1, total_steps=2.5), "total_steps"),
+    (S.cosine_hard_restarts, dict(lr=0.1, total_steps=5, num_cycles=-1), "num_cycles"),
+    (S.warmup_stable_decay, dict(lr=0.1, warmup=-1, stable=0, decay=5), "warmup"),
+    (S.warmup_stable_decay, dict(lr=0.1, warmup=1, stable=1.5, decay=5), "stable"),
+    (S.warmup_stable_decay, dict(lr=0.1, warmup=1, stable=1, decay=None), "decay"),
+    (S.warmup_stable_decay, dict(lr=0.1, warmup=1, stable=1, decay=1, min_lr=-1), "min_lr"),
+    (
+        S.warmup_stable_decay,
+        dict(lr=0.1, warmup=1, stable=1, decay=1, warmup_type="sqrt"),
+        "warmup_type",
+    ),
+    (
+        S.warmup_stable_decay,
+        dict(lr=0.1, warmup=1, stable=1, decay=1, decay_type="exp"),
+        "decay_type",
+    ),
+    (S.warmup_stable_decay, dict(lr=0.1, warmup=1, stable=1, decay=1, num_cycles=0), "num_cycles"),
+    (S.shift, dict(schedule=0.1, steps=1), "schedule"),
+    (S.shift, dict(schedule=S.constant(0.1), steps=-1), "steps"),
 ]
 
 
@@ -141,7 +168,7 @@ def test_bad_arguments_raise_value_error_naming_the_argument(factory, kwargs, ar
 
 
 def test_registry_has_every_spec_schedule():
-    assert set(S.SCHEDULES) == set(shapes.__all__) - {"join"}
+    assert set(S.SCHEDULES) == set(shapes.__all__) - {"join", "shift"}
     assert all(callable(f) for f in S.SCHEDULES.values())
 
 
@@ -207,7 +234,9 @@ def test_from_spec_errors_are_one_line_value_errors(text, lr, needles):
 # --- the docstring examples run ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [S, base, shapes, spec, torch_adapter], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [S, base, shapes, spec, torch_adapter, hf], ids=lambda m: m.__name__
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
@@ -218,4 +247,4 @@ def test_public_factories_document_formula_and_example():
     for name, factory in S.SCHEDULES.items():
         doc = factory.__doc__ or ""
         assert ".. math::" in doc and ">>>" in doc, name
-    assert ".. math::" in S.join.__doc__
+    assert ".. math::" in S.join.__doc__ and ".. math::" in S.shift.__doc__

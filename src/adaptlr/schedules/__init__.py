@@ -11,10 +11,13 @@ resuming, joining and skipping steps cannot drift.
 """
 
 from .base import Schedule, sample
+from .hf import from_hf
 from .shapes import (
     constant,
     cosine,
+    cosine_hard_restarts,
     cosine_restarts,
+    cosine_wave,
     cyclic,
     exponential,
     inverse_sqrt,
@@ -24,10 +27,12 @@ from .shapes import (
     multi_step,
     one_cycle,
     polynomial,
+    shift,
     step_decay,
     transformer,
     warmup_cosine,
     warmup_linear,
+    warmup_stable_decay,
 )
 from .spec import SCHEDULES, from_spec
 from .torch_adapter import ScheduleLR, to_torch
@@ -38,9 +43,12 @@ __all__ = [
     "SCHEDULES",
     "constant",
     "cosine",
+    "cosine_hard_restarts",
     "cosine_restarts",
+    "cosine_wave",
     "cyclic",
     "exponential",
+    "from_hf",
     "from_spec",
     "inverse_sqrt",
     "inverse_time",
@@ -50,9 +58,11 @@ __all__ = [
     "one_cycle",
     "polynomial",
     "sample",
+    "shift",
     "step_decay",
     "to_torch",
     "transformer",
     "warmup_cosine",
     "warmup_linear",
+    "warmup_stable_decay",
 ]

@@ -39,7 +39,26 @@ class Schedule:
     ``t`` is the number of optimizer updates already applied, so ``schedule(t)`` is the
     learning rate used by update number ``t + 1``. Subclasses are frozen dataclasses (hence
     picklable and comparable) and implement :meth:`value` with one closed-form formula.
+
+    Every subclass, built-in or a user's own, registers itself with
+    ``torch.serialization.add_safe_globals`` when it is defined, so a state dict holding it
+    loads with ``torch.load(..., weights_only=True)`` in any process that has imported the
+    class (define it in a module, not in ``__main__``, to load it from another script).
+
+    >>> import torch
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Halving(Schedule):
+    ...     lr: float
+    ...     def value(self, t: int) -> float:
+    ...         return self.lr * 0.5**t
+    >>> Halving(1.0)(3), Halving in torch.serialization.get_safe_globals()
+    (0.125, True)
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register_safe_global(cls)
 
     def __call__(self, step: int) -> float:
         return float(self.value(check_step(step)))
@@ -47,6 +66,23 @@ class Schedule:
     def value(self, t: int) -> float:
         """The learning rate at a validated step ``t >= 0``."""
         raise NotImplementedError
+
+
+def _register_safe_global(cls: type) -> None:
+    """Let ``torch.load(weights_only=True)`` rebuild ``cls``: a schedule is plain data."""
+    import torch  # adaptlr.schedules needs torch anyway; imported here to keep base.py light
+
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    safe = torch.serialization.get_safe_globals()
+    stale = [g for g in safe if isinstance(g, type) and f"{g.__module__}.{g.__qualname__}" == name]
+    if stale:
+        # a class defined again under the same name (a re-run notebook cell, or
+        # ``dataclass(slots=True)``, which rebuilds the class) replaces the old one: torch keys
+        # its allowlist by name and would otherwise rebuild either
+        keep = [g for g in safe if all(g is not old for old in stale)]
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(keep)
+    torch.serialization.add_safe_globals([cls])
 
 
 def sample(schedule: Schedule, steps: int) -> list[float]:

@@ -30,7 +30,11 @@ __all__ = [
     "cyclic",
     "cosine_restarts",
     "one_cycle",
+    "cosine_wave",
+    "cosine_hard_restarts",
+    "warmup_stable_decay",
     "join",
+    "shift",
 ]
 
 
@@ -125,14 +129,21 @@ class Polynomial(Schedule):
 class InverseSqrt(Schedule):
     lr: float
     warmup: int = 0
+    timescale: float | None = None  # None: max(warmup, 1); also what pickles without it mean
 
     def __post_init__(self) -> None:
         _set(self, "lr", as_float("inverse_sqrt", "lr", self.lr))
         _set(self, "warmup", as_int("inverse_sqrt", "warmup", self.warmup, minimum=0))
+        if self.timescale is not None:
+            ts = as_float("inverse_sqrt", "timescale", self.timescale, strict=True)
+            _set(self, "timescale", ts)
 
     def value(self, t: int) -> float:
         n, w = t + 1, max(self.warmup, 1)
-        return self.lr * min(n / w, math.sqrt(w / n))
+        if n < w:
+            return self.lr * (n / w)
+        s = w if self.timescale is None else self.timescale
+        return self.lr * math.sqrt(s / (n - w + s))
 
 
 @dataclass(frozen=True)
@@ -378,6 +389,101 @@ class OneCycle(Schedule):
 
 
 @dataclass(frozen=True)
+class CosineWave(Schedule):
+    lr: float
+    total_steps: int
+    num_cycles: float = 0.5
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "lr", as_float("cosine_wave", "lr", self.lr))
+        _set(self, "total_steps", as_int("cosine_wave", "total_steps", self.total_steps))
+        nc = as_float("cosine_wave", "num_cycles", self.num_cycles, strict=True)
+        _set(self, "num_cycles", nc)
+        _set(self, "min_lr", as_float("cosine_wave", "min_lr", self.min_lr))
+
+    def value(self, t: int) -> float:
+        # the operations of transformers' cosine lambdas, in their order
+        progress = t / self.total_steps
+        f = 0.5 * (1.0 + math.cos(math.pi * self.num_cycles * 2.0 * progress))
+        return self.lr * f + self.min_lr * (1.0 - f)
+
+
+@dataclass(frozen=True)
+class CosineHardRestarts(Schedule):
+    lr: float
+    total_steps: int
+    num_cycles: float = 1.0
+    min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        fn = "cosine_hard_restarts"
+        _set(self, "lr", as_float(fn, "lr", self.lr))
+        _set(self, "total_steps", as_int(fn, "total_steps", self.total_steps))
+        _set(self, "num_cycles", as_float(fn, "num_cycles", self.num_cycles, strict=True))
+        _set(self, "min_lr", as_float(fn, "min_lr", self.min_lr))
+
+    def value(self, t: int) -> float:
+        # the cycle is found as transformers finds it, (c * p) mod 1, so that a restart falls
+        # on the same step even where the cycle length T / c is not an integer
+        progress = t / self.total_steps
+        if progress >= 1.0:
+            return self.min_lr
+        f = 0.5 * (1.0 + math.cos(math.pi * ((self.num_cycles * progress) % 1.0)))
+        return self.lr * f + self.min_lr * (1.0 - f)
+
+
+_WSD_SHAPES = ("linear", "cosine", "1-sqrt")
+
+
+@dataclass(frozen=True)
+class WarmupStableDecay(Schedule):
+    lr: float
+    warmup: int
+    stable: int
+    decay: int
+    min_lr: float = 0.0
+    warmup_type: str = "linear"
+    decay_type: str = "cosine"
+    num_cycles: float = 0.5
+
+    def __post_init__(self) -> None:
+        fn = "warmup_stable_decay"
+        _set(self, "lr", as_float(fn, "lr", self.lr))
+        _set(self, "warmup", as_int(fn, "warmup", self.warmup, minimum=0))
+        _set(self, "stable", as_int(fn, "stable", self.stable, minimum=0))
+        _set(self, "decay", as_int(fn, "decay", self.decay, minimum=0))
+        _set(self, "min_lr", as_float(fn, "min_lr", self.min_lr))
+        _set(self, "warmup_type", as_choice(fn, "warmup_type", self.warmup_type, _WSD_SHAPES))
+        _set(self, "decay_type", as_choice(fn, "decay_type", self.decay_type, _WSD_SHAPES))
+        _set(self, "num_cycles", as_float(fn, "num_cycles", self.num_cycles, strict=True))
+
+    def value(self, t: int) -> float:
+        w, s, d = self.warmup, self.stable, self.decay
+        if t < w:
+            p = t / w
+            if self.warmup_type == "linear":
+                f = p
+            elif self.warmup_type == "cosine":
+                f = 0.5 * (1.0 - math.cos(math.pi * p))
+            else:
+                f = 1.0 - math.sqrt(1.0 - p)
+        elif t < w + s:
+            return self.lr
+        elif t < w + s + d:
+            p = (t - w - s) / d
+            if self.decay_type == "linear":
+                f = 1.0 - p
+            elif self.decay_type == "cosine":
+                f = 0.5 * (1.0 + math.cos(math.pi * self.num_cycles * 2.0 * p))
+            else:
+                f = 1.0 - math.sqrt(p)
+        else:
+            return self.min_lr
+        return self.min_lr + (self.lr - self.min_lr) * f
+
+
+@dataclass(frozen=True)
 class Join(Schedule):
     schedules: tuple[Schedule, ...]
     boundaries: tuple[int, ...]
@@ -407,6 +513,22 @@ class Join(Schedule):
         i = bisect.bisect_right(self.boundaries, t)
         offset = self.boundaries[i - 1] if i else 0
         return self.schedules[i](t - offset)
+
+
+@dataclass(frozen=True)
+class Shift(Schedule):
+    schedule: Schedule
+    steps: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, Schedule):
+            raise ValueError(
+                f"shift: schedule must be a Schedule, got {type(self.schedule).__name__}"
+            )
+        _set(self, "steps", as_int("shift", "steps", self.steps, minimum=0))
+
+    def value(self, t: int) -> float:
+        return self.schedule(t + self.steps)
 
 
 # ----------------------------------------------------------------------------- factories
@@ -475,24 +597,39 @@ def polynomial(lr: float, total_steps: int, power: float = 1.0, end_lr: float = 
     return Polynomial(lr, total_steps, power, end_lr)
 
 
-def inverse_sqrt(lr: float, warmup: int = 0) -> Schedule:
+def inverse_sqrt(lr: float, warmup: int = 0, timescale: float | None = None) -> Schedule:
     r"""Inverse square-root decay, after an optional linear warm-up.
 
-    With :math:`n = t + 1` and :math:`w = \max(\text{warmup}, 1)`:
+    With :math:`n = t + 1`, :math:`w = \max(\text{warmup}, 1)` and the timescale
+    :math:`s` (default :math:`w`):
 
-    .. math:: \eta_t = \eta \, \min\!\left(\frac{n}{w}, \sqrt{\frac{w}{n}}\right)
+    .. math::
+        \eta_t = \begin{cases}
+            \eta \, n / w & n < w \\
+            \eta \sqrt{\dfrac{s}{n - w + s}} & n \ge w
+        \end{cases}
 
-    so ``warmup=0`` is the lecture's :math:`\eta / \sqrt{t + 1}`, and the peak ``lr`` is
-    reached at ``t = warmup - 1``. Equal to ``transformer(d, w, scale)`` for
-    ``lr = scale / sqrt(d * w)``.
+    so the default is :math:`\eta \min(n/w, \sqrt{w/n})`, ``warmup=0`` is the lecture's
+    :math:`\eta / \sqrt{t + 1}`, and the peak ``lr`` is reached at ``t = warmup - 1``. Equal to
+    ``transformer(d, w, scale)`` for ``lr = scale / sqrt(d * w)``. A longer ``timescale`` decays
+    more slowly: ``inverse_sqrt(lr, timescale=s)`` is :math:`\eta / \sqrt{1 + t/s}`, the decay of
+    big_vision's and transformers' ``inverse_sqrt``.
+
+    Args:
+        lr: the peak learning rate :math:`\eta`, >= 0.
+        warmup: steps of linear warm-up (counted from ``n = 1``), >= 0.
+        timescale: :math:`s > 0`, the steps after the peak over which the rate falls by
+            :math:`1/\sqrt{2}`; ``None`` means ``max(warmup, 1)``.
 
     >>> s = inverse_sqrt(1.0)
     >>> s(0), s(3)
     (1.0, 0.5)
     >>> inverse_sqrt(1.0, warmup=4)(1)
     0.5
+    >>> inverse_sqrt(1.0, timescale=100)(300)
+    0.5
     """
-    return InverseSqrt(lr, warmup)
+    return InverseSqrt(lr, warmup, timescale)
 
 
 def inverse_time(lr: float, decay: float) -> Schedule:
@@ -681,6 +818,128 @@ def one_cycle(
     )
 
 
+def cosine_wave(
+    lr: float, total_steps: int, num_cycles: float = 0.5, min_lr: float = 0.0
+) -> Schedule:
+    r"""``num_cycles`` cosine waves between ``lr`` and ``min_lr`` over ``total_steps``, and on.
+
+    .. math::
+        \eta_t = \eta_{min} + (\eta - \eta_{min}) \,
+                 \tfrac12 \left(1 + \cos\left(2 \pi c \, \frac{t}{T}\right)\right)
+
+    Unlike :func:`cosine`, nothing is held after :math:`T`: the wave goes on, with period
+    :math:`T / c` (fractional periods are fine). With ``num_cycles=0.5`` this is the closed form
+    of ``torch``'s ``CosineAnnealingLR`` (``T_max = total_steps``) at every step, and the decay
+    of transformers' ``cosine`` and ``cosine_with_min_lr`` schedules, past their end too.
+
+    Args:
+        lr: the value at :math:`t = 0` (and at every multiple of the period), >= 0.
+        total_steps: :math:`T`, the steps over which ``num_cycles`` waves run, >= 1.
+        num_cycles: :math:`c > 0`; 0.5 is one half-wave from ``lr`` down to ``min_lr``.
+        min_lr: the value at the troughs, >= 0.
+
+    >>> s = cosine_wave(1.0, total_steps=10)
+    >>> s(0), round(s(5), 12), s(10), round(s(15), 12), s(20)
+    (1.0, 0.5, 0.0, 0.5, 1.0)
+    """
+    return CosineWave(lr, total_steps, num_cycles, min_lr)
+
+
+def cosine_hard_restarts(
+    lr: float, total_steps: int, num_cycles: float = 1.0, min_lr: float = 0.0
+) -> Schedule:
+    r"""``num_cycles`` equal cosine decays from ``lr`` towards ``min_lr``, then ``min_lr``.
+
+    The decay of transformers' ``cosine_with_restarts`` ("hard restarts"). Each cycle lasts
+    :math:`T / c` steps, which need not be an integer; with :math:`p = t / T`:
+
+    .. math::
+        \eta_t = \begin{cases}
+            \eta_{min} + (\eta - \eta_{min}) \,
+                \tfrac12 \left(1 + \cos\left(\pi \, (c\,p \bmod 1)\right)\right) & p < 1 \\
+            \eta_{min} & p \ge 1
+        \end{cases}
+
+    Where :math:`T / c` is an integer :math:`L`, it equals ``cosine_restarts(lr, T_0=L)`` for
+    :math:`t < T`.
+
+    Args:
+        lr: the value at the start of each cycle, >= 0.
+        total_steps: :math:`T`, the steps that all the cycles fill, >= 1.
+        num_cycles: :math:`c > 0`, how many cycles (a fraction cuts the last one short).
+        min_lr: the value each cycle decays towards, and the value from :math:`T` on, >= 0.
+
+    >>> s = cosine_hard_restarts(1.0, total_steps=45, num_cycles=2)  # cycles of 22.5 steps
+    >>> s(0), round(s(22), 4), round(s(23), 4), s(45)
+    (1.0, 0.0012, 0.9988, 0.0)
+    """
+    return CosineHardRestarts(lr, total_steps, num_cycles, min_lr)
+
+
+def warmup_stable_decay(
+    lr: float,
+    warmup: int,
+    stable: int,
+    decay: int,
+    min_lr: float = 0.0,
+    warmup_type: str = "linear",
+    decay_type: str = "cosine",
+    num_cycles: float = 0.5,
+) -> Schedule:
+    r"""Warm-up, stable, decay (WSD): up from ``min_lr`` to ``lr``, hold, down to ``min_lr``.
+
+    The "trapezoidal" schedule of MiniCPM (Hu et al., 2024) and Hägele et al. (2024), and
+    transformers' ``warmup_stable_decay``. With :math:`w, s, d` the lengths of the three
+    phases, :math:`p = t / w` in the warm-up and :math:`q = (t - w - s) / d` in the decay:
+
+    .. math::
+        \eta_t = \begin{cases}
+            \eta_{min} + (\eta - \eta_{min}) \, u(p) & t < w \\
+            \eta & w \le t < w + s \\
+            \eta_{min} + (\eta - \eta_{min}) \, v(q) & w + s \le t < w + s + d \\
+            \eta_{min} & t \ge w + s + d
+        \end{cases}
+
+    where the warm-up shape :math:`u` is :math:`p` (``"linear"``),
+    :math:`\tfrac12(1 - \cos \pi p)` (``"cosine"``) or :math:`1 - \sqrt{1 - p}` (``"1-sqrt"``),
+    and the decay shape :math:`v` is :math:`1 - q` (``"linear"``),
+    :math:`\tfrac12(1 + \cos 2 \pi c q)` (``"cosine"``) or :math:`1 - \sqrt{q}` (``"1-sqrt"``).
+
+    Args:
+        lr: the peak (stable) learning rate :math:`\eta`, >= 0.
+        warmup: :math:`w`, steps of warm-up, >= 0.
+        stable: :math:`s`, steps at ``lr``, >= 0.
+        decay: :math:`d`, steps of decay, >= 0.
+        min_lr: where the warm-up starts and the decay ends, >= 0.
+        warmup_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+        decay_type: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
+        num_cycles: :math:`c > 0`, for the cosine decay; 0.5 is one half-wave down to ``min_lr``.
+
+    >>> s = warmup_stable_decay(1.0, warmup=2, stable=2, decay=4, decay_type="1-sqrt")
+    >>> [s(t) for t in range(9)]
+    [0.0, 0.5, 1.0, 1.0, 1.0, 0.5, 0.2928932188134524, 0.1339745962155614, 0.0]
+    """
+    return WarmupStableDecay(lr, warmup, stable, decay, min_lr, warmup_type, decay_type, num_cycles)
+
+
+def shift(schedule: Schedule, steps: int) -> Schedule:
+    r"""``schedule`` started ``steps`` steps in: the inverse of :func:`join`'s offset.
+
+    .. math:: \eta_t = s(t + k)
+
+    Useful for schedules that count steps from 1 where adaptlr counts from 0.
+
+    Args:
+        schedule: any :class:`Schedule`.
+        steps: :math:`k \ge 0`, the steps of ``schedule`` already behind at :math:`t = 0`.
+
+    >>> s = shift(linear_warmup(1.0, warmup=4), 1)
+    >>> [s(t) for t in range(5)]
+    [0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    return Shift(schedule, steps)
+
+
 def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     r"""Glue schedules end to end (``optax.join_schedules`` semantics).
 
@@ -713,5 +972,9 @@ SCHEDULE_CLASSES: tuple[type[Schedule], ...] = (
     Cyclic,
     CosineRestarts,
     OneCycle,
+    CosineWave,
+    CosineHardRestarts,
+    WarmupStableDecay,
     Join,
+    Shift,
 )

@@ -11,9 +11,12 @@ from .base import Schedule
 
 __all__ = ["SCHEDULES", "from_spec"]
 
-#: name -> factory, for every schedule that a one-line spec can describe (not ``join``).
+#: the shapes that take other schedules, which a one-line spec cannot write
+COMBINATORS = ("join", "shift")
+
+#: name -> factory, for every schedule that a one-line spec can describe (not the combinators).
 SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    name: getattr(shapes, name) for name in shapes.__all__ if name != "join"
+    name: getattr(shapes, name) for name in shapes.__all__ if name not in COMBINATORS
 }
 
 # the argument that from_spec's ``lr`` default fills, where a schedule has one peak lr

@@ -9,13 +9,11 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from .base import Schedule
-from .shapes import SCHEDULE_CLASSES
 
 __all__ = ["ScheduleLR", "to_torch"]
 
-# Schedules are plain data: let torch.load(..., weights_only=True) rebuild them, e.g. from an
-# optimizer state_dict whose param_groups hold a schedule.
-torch.serialization.add_safe_globals(list(SCHEDULE_CLASSES))
+# Schedules need no registration here for torch.load(..., weights_only=True): every Schedule
+# subclass registers itself when defined (Schedule.__init_subclass__).
 
 
 class ScheduleLR(LRScheduler):
@@ -24,6 +22,12 @@ class ScheduleLR(LRScheduler):
     Values are absolute, not multiplicative: after ``k`` calls of ``step()`` the lr of group
     ``i`` is ``schedules[i](k)``, whatever the group's lr was before. ``schedule`` is one
     :class:`Schedule` for every group or a sequence with one per group.
+
+    Without ``schedule`` it follows the optimizer: an adaptlr optimizer given a schedule as
+    ``lr`` applies it itself (``group["lr_schedule"]``) and keeps ``group["lr"]`` at the η of
+    its next step, so ``ScheduleLR(optimizer)`` changes nothing and its ``get_last_lr()`` reports
+    those values, for a framework that wants a scheduler object (HF ``Trainer(optimizers=(opt,
+    ScheduleLR(opt)))``).
 
     The state dict holds the step count only (not the schedules, which are configuration,
     like ``LambdaLR``'s functions); :meth:`load_state_dict` also writes the resumed lr into
@@ -43,7 +47,7 @@ class ScheduleLR(LRScheduler):
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
-        schedule: Schedule | Sequence[Schedule],
+        schedule: Schedule | Sequence[Schedule] | None = None,
         last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -52,7 +56,11 @@ class ScheduleLR(LRScheduler):
                 f"got {type(optimizer).__name__}"
             )
         n = len(optimizer.param_groups)
-        if isinstance(schedule, Schedule):
+        if schedule is None:
+            # follow the optimizer's own schedules (adaptlr's group["lr_schedule"]), for a
+            # framework that wants a scheduler object: it reports them and changes nothing
+            schedules = None
+        elif isinstance(schedule, Schedule):
             schedules = [schedule] * n
         elif isinstance(schedule, Sequence) and all(isinstance(s, Schedule) for s in schedule):
             schedules = list(schedule)
@@ -73,6 +81,8 @@ class ScheduleLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
+        if self.schedules is None:
+            return [group["lr"] for group in self.optimizer.param_groups]
         return [s(self.last_epoch) for s in self.schedules]
 
     def _get_closed_form_lr(self) -> list[float]:
