@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import adaptlr
-from adaptlr import checkpoint
+from adaptlr import checkpoint, schedules
 
 #: The optimizers and paths of the resume test (the reference path and the default one).
 RESUME_CASES = [
@@ -81,7 +81,7 @@ def test_failed_save_leaves_previous_file_and_no_temporary(tmp_path):
 
 KILL_CHILD = r"""
 import sys, torch
-from adaptlr import checkpoint
+from adaptlr import checkpoint, schedules
 path = sys.argv[1]
 checkpoint.save({"version": 1, "w": torch.ones(10)}, path)
 print("saved", flush=True)
@@ -211,8 +211,8 @@ def test_adaptlr_state_resumes_in_torch_like_adaptlr_continuing(ours, theirs, kw
 
 def test_what_torch_cannot_express_is_refused_clearly():
     w = torch.nn.Parameter(torch.ones(2))
-    with pytest.raises(ValueError, match="schedule as lr"):
-        checkpoint.to_torch_state_dict(adaptlr.Adam([w], lr=lambda t: 0.1))
+    with pytest.raises(ValueError, match="has a schedule"):
+        checkpoint.to_torch_state_dict(adaptlr.Adam([w], lr=schedules.constant(0.1)))
     with pytest.raises(ValueError, match="init='first_gradient'"):
         checkpoint.to_torch_state_dict(adaptlr.RMSprop([w], init="first_gradient"))
     with pytest.raises(TypeError, match="expected an optimizer or a state dict"):

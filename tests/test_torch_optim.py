@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
 import torch
 
 import adaptlr
-from adaptlr import core
+from adaptlr import core, schedules
 from adaptlr.optimizers.registry import REGISTRY
 
 ALL = sorted(REGISTRY)
@@ -89,9 +90,7 @@ def test_generic_optimizer_from_a_user_chain_and_a_factory():
 
 
 def test_schedule_as_lr_is_evaluated_at_applied_steps_and_resumes():
-    def sched(t):
-        return 0.1 * 0.5**t
-
+    sched = schedules.exponential(0.1, gamma=0.5)
     w = param(2)
     opt = adaptlr.SGD([w], lr=sched)
     seen = []
@@ -108,9 +107,17 @@ def test_schedule_as_lr_is_evaluated_at_applied_steps_and_resumes():
     assert fresh.current_lr() == [0.1 * 0.5**4]
 
 
+@dataclasses.dataclass(frozen=True)
+class LinearRamp(schedules.Schedule):
+    """0.1·(t + 1): a user's own schedule."""
+
+    def value(self, t: int) -> float:
+        return 0.1 * (t + 1)
+
+
 def test_grad_scaler_skipped_step_does_not_advance_the_schedule():
     w = torch.nn.Parameter(torch.ones(3))
-    opt = adaptlr.Adam([w], lr=lambda t: 0.1 * (t + 1))
+    opt = adaptlr.Adam([w], lr=LinearRamp())
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
     # a finite step, then an inf gradient that GradScaler must skip
     for bad in (False, True, False):

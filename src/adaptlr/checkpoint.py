@@ -140,12 +140,12 @@ def to_torch_state_dict(
     if torch_cls is not None:
         accepted = set(inspect.signature(torch_cls.__init__).parameters) - {"self", "params"}
     for gi, group in enumerate(sd["param_groups"]):
-        lr = group.get("lr")
-        if callable(lr):
+        sched = group.get("lr_schedule") or (group["lr"] if callable(group.get("lr")) else None)
+        if sched is not None:
             raise ValueError(
-                f"{fn}: param group {gi} has a schedule as lr ({lr!r}); torch.optim takes a "
-                f"number. Set the group's lr to the schedule's value and drive it with a "
-                f"torch.optim.lr_scheduler instead"
+                f"{fn}: param group {gi} has a schedule ({sched!r}); torch.optim takes a "
+                f"number as lr. Drive the group's lr with a torch.optim.lr_scheduler instead "
+                f"(adaptlr.schedules.ScheduleLR runs an adaptlr schedule as one)"
             )
         if group.get("init", "zero") != "zero":
             raise ValueError(
@@ -288,6 +288,9 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any) -> StateDict:
     index_to_param: dict[Any, tuple[int, int, Tensor]] = {}
     hyper = set(optimizer.defaults)
     for gi, (g, s) in enumerate(zip(groups, saved_groups)):
+        if "lr_schedule" in hyper:
+            # a saved group without a schedule keeps its own lr, not this optimizer's schedule
+            s.setdefault("lr_schedule", None)
         missing = [
             k for k in hyper if k not in s and k not in _MAY_BE_MISSING and k not in _BOOKKEEPING
         ]

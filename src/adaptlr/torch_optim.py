@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import pickle
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,6 +34,13 @@ IMPLEMENTATION_KEYS = (
 #: what a step does when a gradient holds NaN or inf (the ``nonfinite`` argument)
 NONFINITE = ("ignore", "skip", "raise")
 
+#: the param-group key where a schedule given as ``lr`` lives; ``group["lr"]`` holds its value
+SCHEDULE_KEY = "lr_schedule"
+
+
+class ScheduleOverrideWarning(UserWarning):
+    """Something other than the group's schedule wrote ``group["lr"]``; the schedule won."""
+
 
 class Optimizer(torch.optim.Optimizer):
     r"""Turn a chain of :mod:`adaptlr.core` parts into a ``torch.optim.Optimizer``.
@@ -49,6 +58,13 @@ class Optimizer(torch.optim.Optimizer):
     Each group counts its applied updates in ``group["applied_steps"]``; schedules given as
     hyperparameters are evaluated at that count, so resuming from a state dict continues the
     schedule exactly and a step skipped by ``GradScaler`` does not advance it.
+
+    ``group["lr"]`` is always a number: the η the group's next step applies. A schedule given
+    as ``lr`` (an :class:`adaptlr.schedules.Schedule`; a function is refused, as a state dict
+    could not hold it) lives in ``group["lr_schedule"]`` and the step keeps ``lr`` at its value,
+    so loggers, HF, Lightning, timm and torch's schedulers read a float. If something else
+    writes ``lr`` while the group has a schedule, the schedule wins and the step warns once
+    (:class:`ScheduleOverrideWarning`); ``group["lr_schedule"] = None`` removes the schedule.
 
     Example:
         >>> import torch, adaptlr
@@ -77,6 +93,9 @@ class Optimizer(torch.optim.Optimizer):
                 f"{type(self).__name__}: params must be an iterable of tensors or of dicts "
                 f"(param groups), got {params!r}"
             )
+        if callable(defaults.get("lr")):
+            sched = as_schedule(type(self).__name__, defaults["lr"])
+            defaults["lr"], defaults[SCHEDULE_KEY] = sched(0), sched
         self._factory = transform
         self._hyper = (
             ()
@@ -123,6 +142,12 @@ class Optimizer(torch.optim.Optimizer):
             params = param_group.get("params")
             if params is not None and not isinstance(params, (Tensor, set)):
                 param_group["params"] = list(params)  # a generator must survive the check
+            if callable(param_group.get("lr")):
+                sched = as_schedule(type(self).__name__, param_group["lr"])
+                param_group[SCHEDULE_KEY] = sched
+                param_group["lr"] = sched(param_group.get("applied_steps", 0))
+            elif "lr" in param_group and self.defaults.get(SCHEDULE_KEY) is not None:
+                param_group.setdefault(SCHEDULE_KEY, None)  # its own lr, not the default schedule
             self.check_group({**self.defaults, **param_group})
             _check_trainable(type(self).__name__, param_group)
             _check_listed_once(type(self).__name__, param_group)
@@ -134,7 +159,10 @@ class Optimizer(torch.optim.Optimizer):
         """The chain that updates ``group`` with its current hyperparameters."""
         if isinstance(self._factory, Transform):
             return self._factory
-        values = tuple(group[k] for k in self._hyper)
+        # a schedule reaches the chain as itself (evaluated at each step's count), so the chain
+        # is built once, not each time its value in group["lr"] changes
+        sched = group.get(SCHEDULE_KEY)
+        values = tuple(sched if k == "lr" and sched is not None else group[k] for k in self._hyper)
         cache = self.__dict__.setdefault("_transforms", {})
         try:
             return cache[values]
@@ -171,9 +199,12 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- what users ask for ------------------------------------------------------------------
     def current_lr(self) -> list[float | None]:
-        """η of each group now: its schedule at the group's applied-step count, or its lr."""
+        """η of the next step of each group: its schedule at the group's applied-step count,
+        or its lr (``None`` for a group without ``lr``, e.g. a fixed chain)."""
         return [
-            resolve(g["lr"], g.get("applied_steps", 0)) if "lr" in g else None
+            resolve(g.get(SCHEDULE_KEY) or g["lr"], g.get("applied_steps", 0))
+            if "lr" in g
+            else None
             for g in self.param_groups
         ]
 
@@ -203,6 +234,7 @@ class Optimizer(torch.optim.Optimizer):
         checked before any change."""
         work = []
         for gi, group in enumerate(self.param_groups):
+            self._sync_schedule(gi, group)
             # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
             found = gather(group["params"], kernels.last_active(self, group))
             if not found.dense and any(g.layout != torch.strided for g in found.grads):
@@ -212,6 +244,50 @@ class Optimizer(torch.optim.Optimizer):
                 )
             work.append((group, found.params, self.transform_for(group), found))
         return work
+
+    def _sync_schedule(self, gi: int, group: dict[str, Any]) -> None:
+        """Keep ``group["lr"]`` a number: the value of the group's schedule, if it has one.
+
+        A schedule assigned to ``group["lr"]`` by hand (or read from a state dict of adaptlr
+        0.1) moves to ``group["lr_schedule"]``. An ``lr`` that something else wrote (a torch,
+        HF or timm scheduler, a hand edit) while the group has a schedule is overwritten by
+        the schedule's value, with one :class:`ScheduleOverrideWarning` per group.
+        """
+        lr = group.get("lr")
+        if callable(lr):
+            group[SCHEDULE_KEY] = as_schedule(type(self).__name__, lr)
+        sched = group.get(SCHEDULE_KEY)
+        if sched is None:
+            return
+        want = sched(group["applied_steps"])
+        written = self.__dict__.setdefault("_lr_written", {})
+        # what this optimizer last wrote, held with its group so that a reused id cannot match
+        prev = written.get(id(group))
+        if prev is not None and prev[0] is group and not callable(lr) and float(lr) != prev[1]:
+            if id(group) not in self.__dict__.setdefault("_lr_overridden", set()):
+                self._lr_overridden.add(id(group))
+                warnings.warn(
+                    f"{type(self).__name__}: param group {gi} has a schedule "
+                    f"(group['lr_schedule'] = {sched!r}) but its lr was set to {lr!r} by "
+                    f"something else (a torch, HF, Lightning or timm scheduler?); the "
+                    f"schedule's {want!r} is applied. Drop the other scheduler, or remove the "
+                    f"schedule with group['lr_schedule'] = None (where a framework needs a "
+                    f"scheduler object, adaptlr.schedules.ScheduleLR(optimizer) follows the "
+                    f"optimizer's own)",
+                    ScheduleOverrideWarning,
+                    stacklevel=kernels._user_stacklevel(),
+                )
+        group["lr"] = want
+        written[id(group)] = (group, want)
+
+    def _advance_schedules(self) -> None:
+        """After a step: each scheduled group's ``lr`` is the η its next step applies."""
+        written = self.__dict__.setdefault("_lr_written", {})
+        for group in self.param_groups:
+            sched = group.get(SCHEDULE_KEY)
+            if sched is not None:
+                group["lr"] = want = sched(group["applied_steps"])
+                written[id(group)] = (group, want)
 
     def _gradients_finite(
         self, work: list[tuple[dict[str, Any], list[Tensor], Transform, Gathered]]
@@ -248,12 +324,13 @@ class Optimizer(torch.optim.Optimizer):
 
     def _init_state(self, group: dict[str, Any], params: list[Tensor], t: Transform) -> None:
         """Create missing state entries (the fused path keeps its own, flat, state)."""
-        keys = t.state_keys
+        keys, sdtype = t.state_keys, group.get("state_dtype")
         for p in params:
             st = self.state[p]
             if not all(k in st for k in keys):
-                for k, v in t.init_one(p, group.get("state_dtype")).items():
+                for k, v in t.init_one(p, sdtype).items():
                     st.setdefault(k, v)
+            t.conform_one(st, p, sdtype)  # a parameter whose dtype changed since
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -299,6 +376,7 @@ class Optimizer(torch.optim.Optimizer):
                 self.last_stats[gi] = last[id(group)] = reference_stats(
                     t, params, old, states, group["applied_steps"], measure, last.get(id(group))
                 )
+        self._advance_schedules()
         return loss
 
     def request_stats(self, sample: int = SAMPLE, eff_lr: bool = True) -> None:
@@ -340,6 +418,8 @@ class Optimizer(torch.optim.Optimizer):
 
         checked = check_state_dict(self, state_dict)
         super().load_state_dict(checked)
+        for gi, group in enumerate(self.param_groups):
+            self._sync_schedule(gi, group)  # a state dict of adaptlr 0.1 kept it in "lr"
         # torch casts every floating state tensor to its parameter's dtype on load, which would
         # round the float32 state of bf16/fp16 parameters: put the saved values back.
         ids = [i for g in checked["param_groups"] for i in g["params"]]
@@ -350,6 +430,39 @@ class Optimizer(torch.optim.Optimizer):
             for k, v in checked["state"].get(pid, {}).items():
                 if k != "step" and isinstance(v, Tensor) and v.dtype != p.dtype:
                     self.state[p][k] = v.to(device=p.device, copy=True)
+
+
+def as_schedule(owner: str, lr: Any) -> Any:
+    """``lr`` if it is a schedule that a state dict can hold, else a ``ValueError`` saying why.
+
+    A group's schedule is saved with the optimizer's state dict, and checkpoints are loaded
+    with ``torch.load(weights_only=True)`` (HF Trainer's default), which rebuilds registered
+    :class:`adaptlr.schedules.Schedule` subclasses only: a function or a lambda is refused now,
+    not at the first save.
+    """
+    from .schedules import Schedule  # late: schedules is a sibling package users may not need
+
+    if isinstance(lr, Schedule):
+        try:
+            pickle.dumps(lr)
+        except Exception as e:
+            raise ValueError(
+                f"{owner}: lr={lr!r} cannot be saved in a state dict ({e}); a schedule's fields "
+                f"must be plain data (numbers, tuples, other schedules)"
+            ) from None
+        return lr
+    if callable(lr):
+        raise ValueError(
+            f"{owner}: lr must be a finite number >= 0 or an adaptlr.schedules.Schedule, got "
+            f"{lr!r}: a function cannot be saved in a state dict and reloaded with "
+            f"torch.load(weights_only=True). Use a schedule from adaptlr.schedules (join, "
+            f"from_hf, ...), write a frozen dataclass subclassing adaptlr.schedules.Schedule "
+            f"with a value(t) method, or keep lr a number and drive it with "
+            f"torch.optim.lr_scheduler.LambdaLR"
+        )
+    raise ValueError(
+        f"{owner}: lr must be a finite number >= 0 or an adaptlr.schedules.Schedule, got {lr!r}"
+    )
 
 
 def _group_tensors(group: dict[str, Any]) -> list[Tensor]:

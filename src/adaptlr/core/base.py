@@ -277,6 +277,25 @@ class Transform:
                 state[slot.names[s.name]] = torch.tensor(s.initial, dtype=scalar_dtype())
         return state
 
+    def conform_one(
+        self, st: dict[str, Tensor], p: Tensor, state_dtype: torch.dtype | None = None
+    ) -> None:
+        """Give ``p``'s existing buffers the dtype :meth:`init_one` would give them now.
+
+        A parameter whose dtype changed after its state was made (``model.double()``,
+        ``model.half()``) then keeps state by the same rule as a new one: float64 moments for
+        float64 parameters (widening is exact), float32 for bf16/fp16 ones, never silently
+        narrower than the rule.
+        """
+        dtype = state_dtype or default_state_dtype(p.dtype)
+        if dtype.is_complex != p.is_complex():
+            dtype = p.dtype  # a real state_dtype for a complex parameter: its own, as init_one
+        for k in self.buffer_keys:
+            buf = st.get(k)
+            if isinstance(buf, Tensor) and buf.dtype != dtype:
+                if buf.is_complex() == p.is_complex():
+                    st[k] = buf.to(dtype)
+
     def init(self, params: Sequence[Tensor]) -> State:
         """The initial state of each tensor in ``params``."""
         items = [params] if isinstance(params, Tensor) else _seq(params)

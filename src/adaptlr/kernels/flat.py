@@ -495,6 +495,7 @@ def build_plan(
         if not all(k in st for k in keys):
             for k, v in transform.init_one(p, group.get("state_dtype")).items():
                 st.setdefault(k, v)
+        transform.conform_one(st, p, group.get("state_dtype"))  # its dtype may have changed
         for k in prog.buffer_keys:
             if st[k].numel() != p.numel() or shard(st[k]).numel() != loc[id(p)].numel():
                 raise Unsupported(f"state {k!r} does not match its parameter's size")

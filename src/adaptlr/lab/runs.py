@@ -128,7 +128,8 @@ def _lr_history(opt: torch.optim.Optimizer, steps: int) -> torch.Tensor:
     A schedule is a pure function of the applied-step count, which is t at update t + 1, so
     it is evaluated once after the loop instead of asking ``current_lr()`` in the hot loop.
     """
-    lr = opt.param_groups[0].get("lr", float("nan"))
+    group = opt.param_groups[0]
+    lr = group.get("lr_schedule") or group.get("lr", float("nan"))  # adaptlr keeps one there
     if callable(lr):
         return torch.tensor([float(lr(t)) for t in range(steps)], dtype=torch.float64)
     return torch.full((steps,), float(lr), dtype=torch.float64)

@@ -641,13 +641,18 @@ class Monitor:
         return {f"p{q:g}": float(v) for q, v in zip(self.percentiles, values, strict=True)}
 
     def _group_lrs(self) -> tuple[list[Any], dict[str, torch.Tensor]]:
-        """Each group's lr as recorded: a float, None (e.g. a schedule passed as ``lr=``), or
-        ``"tensor"``: its value is then the entry ``lr{i}`` of the returned tensors."""
+        """Each group's lr as recorded: a float, None (no number there), or ``"tensor"``: its
+        value is then the entry ``lr{i}`` of the returned tensors.
+
+        A group with an adaptlr schedule (``lr_schedule``) records the η of the step just
+        taken; its ``lr`` already holds the next step's."""
         lrs: list[Any] = []
         tensors: dict[str, torch.Tensor] = {}
         for i, group in enumerate(self.optimizer.param_groups):
-            lr = group.get("lr")
-            if isinstance(lr, torch.Tensor) and lr.numel() == 1:
+            lr, sched = group.get("lr"), group.get("lr_schedule")
+            if callable(sched) and group.get("applied_steps", 0) > 0:
+                lrs.append(float(sched(group["applied_steps"] - 1)))
+            elif isinstance(lr, torch.Tensor) and lr.numel() == 1:
                 tensors[f"lr{i}"] = lr.detach().reshape(1).float()
                 lrs.append("tensor")
             elif isinstance(lr, (int, float)) and not isinstance(lr, bool):
