@@ -86,6 +86,16 @@ def test_another_writer_gets_one_warning_and_the_schedule_wins(sched):
         assert applied_etas(opt, w, 1) == pytest.approx([warmup_linear_by_hand(6)], rel=1e-9)
 
 
+@pytest.mark.parametrize("fused", [None, False])
+def test_a_write_before_the_first_step_is_seen_too(sched, fused):
+    w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt = adaptlr.SGD([w], lr=sched, fused=fused)
+    opt.param_groups[0]["lr"] = 0.5  # as timm's warm-up scheduler does in its constructor
+    with pytest.warns(adaptlr.ScheduleOverrideWarning, match="set to 0.5"):
+        etas = applied_etas(opt, w, 2)
+    assert etas == pytest.approx([warmup_linear_by_hand(0), warmup_linear_by_hand(1)], abs=1e-15)
+
+
 def test_a_number_written_after_removing_the_schedule_is_applied(sched):
     w = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
     opt = adaptlr.SGD([w], lr=sched)

@@ -145,15 +145,19 @@ class Optimizer(torch.optim.Optimizer):
             if callable(param_group.get("lr")):
                 sched = as_schedule(type(self).__name__, param_group["lr"])
                 param_group[SCHEDULE_KEY] = sched
-                param_group["lr"] = sched(param_group.get("applied_steps", 0))
+                param_group["lr"] = sched(param_group.get("applied_steps", 0))  # for the checks
             elif "lr" in param_group and self.defaults.get(SCHEDULE_KEY) is not None:
                 param_group.setdefault(SCHEDULE_KEY, None)  # its own lr, not the default schedule
             self.check_group({**self.defaults, **param_group})
             _check_trainable(type(self).__name__, param_group)
             _check_listed_once(type(self).__name__, param_group)
         super().add_param_group(param_group)
-        self.param_groups[-1].setdefault("applied_steps", 0)
-        self.param_groups[-1].setdefault("skipped_steps", 0)
+        group = self.param_groups[-1]
+        group.setdefault("applied_steps", 0)
+        group.setdefault("skipped_steps", 0)
+        if group.get(SCHEDULE_KEY) is not None:
+            # recorded now, so that a scheduler writing lr before the first step is seen
+            self._write_lr(group)
 
     def transform_for(self, group: dict[str, Any]) -> Transform:
         """The chain that updates ``group`` with its current hyperparameters."""
@@ -260,12 +264,12 @@ class Optimizer(torch.optim.Optimizer):
         if sched is None:
             return
         want = sched(group["applied_steps"])
-        written = self.__dict__.setdefault("_lr_written", {})
         # what this optimizer last wrote, held with its group so that a reused id cannot match
-        prev = written.get(id(group))
+        prev = self.__dict__.setdefault("_lr_written", {}).get(id(group))
         if prev is not None and prev[0] is group and not callable(lr) and float(lr) != prev[1]:
-            if id(group) not in self.__dict__.setdefault("_lr_overridden", set()):
-                self._lr_overridden.add(id(group))
+            warned = self.__dict__.setdefault("_lr_overridden", {})
+            if warned.get(id(group)) is not group:
+                warned[id(group)] = group
                 warnings.warn(
                     f"{type(self).__name__}: param group {gi} has a schedule "
                     f"(group['lr_schedule'] = {sched!r}) but its lr was set to {lr!r} by "
@@ -277,17 +281,18 @@ class Optimizer(torch.optim.Optimizer):
                     ScheduleOverrideWarning,
                     stacklevel=kernels._user_stacklevel(),
                 )
-        group["lr"] = want
-        written[id(group)] = (group, want)
+        self._write_lr(group)
+
+    def _write_lr(self, group: dict[str, Any]) -> None:
+        """``group["lr"]`` = its schedule's value now, remembered to see other writers."""
+        group["lr"] = want = group[SCHEDULE_KEY](group["applied_steps"])
+        self.__dict__.setdefault("_lr_written", {})[id(group)] = (group, want)
 
     def _advance_schedules(self) -> None:
         """After a step: each scheduled group's ``lr`` is the η its next step applies."""
-        written = self.__dict__.setdefault("_lr_written", {})
         for group in self.param_groups:
-            sched = group.get(SCHEDULE_KEY)
-            if sched is not None:
-                group["lr"] = want = sched(group["applied_steps"])
-                written[id(group)] = (group, want)
+            if group.get(SCHEDULE_KEY) is not None:
+                self._write_lr(group)
 
     def _gradients_finite(
         self, work: list[tuple[dict[str, Any], list[Tensor], Transform, Gathered]]
@@ -332,6 +337,7 @@ class Optimizer(torch.optim.Optimizer):
                     st.setdefault(k, v)
             t.conform_one(st, p, sdtype)  # a parameter whose dtype changed since
 
+    @kernels.opaque_to_compile  # torch.compile runs a fused step as one call, outside its graph
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
