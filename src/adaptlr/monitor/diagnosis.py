@@ -95,8 +95,17 @@ def _finite(values: list[Any]) -> list[float]:
 
 
 def _thirds(values: list[float]) -> tuple[float, float]:
-    """Median of the first and of the last third: a trend that one spike cannot fake."""
+    """Median of the first and of the last third: a trend that one spike cannot fake.
+
+    A third holds an even number of values (when it holds more than one), so that a value that
+    alternates between two levels from one step to the next (the loss of a period-2
+    oscillation) has the same median in both thirds; with an odd count each third's median
+    would be the level of whichever parity it holds more of, and a loss that only bounces
+    would read as a rise or a fall of the full gap between the two levels.
+    """
     k = max(1, len(values) // 3)
+    if k > 1:
+        k -= k % 2
     return statistics.median(values[:k]), statistics.median(values[-k:])
 
 
