@@ -337,7 +337,7 @@ class Optimizer(torch.optim.Optimizer):
                     st.setdefault(k, v)
             t.conform_one(st, p, sdtype)  # a parameter whose dtype changed since
 
-    @kernels.opaque_to_compile  # torch.compile runs a fused step as one call, outside its graph
+    @kernels.opaque_to_compile  # torch.compile runs the step as one call, outside its graphs
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One update of every parameter that has a gradient; returns ``closure()``'s loss."""

@@ -12,6 +12,9 @@ cannot hold, with one warning per optimizer and reason: numba/Triton missing,
 parameters whose elements do not fill one block of memory (dense layouts such as
 ``channels_last`` are stepped in place), a part whose ``apply`` cannot be traced.
 
+Under ``torch.compile`` the whole step is one opaque call (:func:`opaque_to_compile`): dynamo
+neither traces it nor runs numba's Python under its frame hook.
+
 bf16/fp16 parameters are stepped with their state (float32 by default, or the group's
 ``state_dtype``) rounding exactly as the reference path's torch operations do; DTensor
 parameters (FSDP2) are stepped on each process's local shard, their state entries DTensors
@@ -21,11 +24,12 @@ over the flat buffers, a global norm all-reduced over their mesh.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -35,7 +39,9 @@ from ..stats import StatsRequest, StepStats
 from . import backends, flat
 from .trace import Program, TraceError, trace
 
-__all__ = ["fused_step", "program_for", "use_triton_on_cpu", "FusedFallbackWarning"]
+__all__ = [
+    "fused_step", "program_for", "use_triton_on_cpu", "FusedFallbackWarning", "opaque_to_compile",
+]  # fmt: skip
 
 
 class FusedFallbackWarning(UserWarning):
@@ -91,6 +97,48 @@ def use_triton_on_cpu() -> Iterator[None]:
         yield
     finally:
         flat._FORCE_TRITON[0] = old
+
+
+#: why torch.compile runs an adaptlr step between its graphs (dynamo shows it, e.g. under
+#: fullgraph=True, where it is the error)
+OPAQUE_REASON = (
+    "adaptlr: an optimizer step runs outside torch.compile's graphs, as one call (one graph "
+    "break, as for torch.optim's fused Adam): its fast path is a generated numba/Triton kernel "
+    "on raw tensor addresses, and its reference path (fused=False) computes each step's "
+    "coefficients in Python from the tensors' step counts. With fullgraph=True, compile the "
+    "forward and backward only and call optimizer.step() outside the compiled function"
+)
+
+_Step = TypeVar("_Step", bound=Callable[..., Any])
+
+
+def opaque_to_compile(step: _Step) -> _Step:
+    """``Optimizer.step`` that torch.compile (dynamo) calls as one opaque function.
+
+    Dynamo must not run the step: a graph break leaves its frame hook on for what the breaking
+    call runs, so numba's own Python (its compiler when a kernel is compiled or loaded from disk,
+    its thread-pool launch) was captured and rewritten by dynamo; and tracing the step itself
+    reads addresses, numpy tables and per-tensor step counts on the host. The reference path is
+    not traced either: its coefficients are Python numbers of the step count (recompiles, and
+    data-dependent branches fullgraph refuses), and dynamo shows the traced step every group
+    with ``capturable=True``, which adaptlr refuses. ``torch.compiler.disable`` turns dynamo off
+    for the whole step, which then runs exactly as in eager mode. A closure is called first,
+    where dynamo can trace it, as the step would call it.
+    """
+    opaque = torch.compiler.disable(step, reason=OPAQUE_REASON)
+
+    @functools.wraps(step)
+    def wrapper(self: Any, closure: Callable[[], Any] | None = None) -> Any:
+        if not torch.compiler.is_compiling():
+            return step(self, closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        opaque(self)
+        return loss
+
+    return wrapper  # type: ignore[return-value]
 
 
 # adaptlr's and torch's own files: between the user's ``optimizer.step()`` and a warning lie
