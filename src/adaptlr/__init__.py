@@ -2,13 +2,27 @@
 
 Every optimizer here is θ_{t+1} = θ_t − (η_t/σ_t)·m_t, composed from the parts in
 :mod:`adaptlr.core`; the named ones are drop-in replacements for torch.optim's.
+
+``adaptlr.checkpoint``, ``adaptlr.monitor`` and ``adaptlr.lab`` are imported on first use
+(``adaptlr.lab`` needs the ``lab`` extra: matplotlib and pillow).
 """
 
-from . import core
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# schedules is eager, not lazy: importing it registers every Schedule class with
+# torch.load(weights_only=True), which a checkpoint holding a group's lr_schedule needs
+from . import core, schedules
 from .optimizers import SGD, Adagrad, Adam, AdamW, NAdam, RAdam, RMSprop, RootMeanSquare
-from .torch_optim import Optimizer
+from .torch_optim import Optimizer, ScheduleOverrideWarning
 
 __version__ = "0.1.0"
+
+# submodules imported on first attribute access (PEP 562): lab pulls in matplotlib, far over the
+# 50 ms that `import adaptlr` may add to `import torch`; most programs never touch the others
+_LAZY = ("checkpoint", "kernels", "lab", "monitor", "stats")
 
 __all__ = [
     "SGD",
@@ -20,6 +34,24 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "RootMeanSquare",
+    "ScheduleOverrideWarning",
+    "checkpoint",
     "core",
+    "kernels",
+    "monitor",
+    "schedules",
+    "stats",
     "__version__",
 ]
+# "lab" is left out of __all__ so that `from adaptlr import *` needs no matplotlib
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY:
+        # import_module binds the submodule on this package, so this runs once per name
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_LAZY))

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,14 @@ def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_report_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     t0 = time.perf_counter()
-    assert main(["demo", "--out", str(out)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["demo", "--out", str(out)]) == 0
     wall = time.perf_counter() - t0
+    # the demo prints no warning (a missing numba once printed six FusedFallbackWarnings)
+    assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
     err = capsys.readouterr().err
+    assert "Warning" not in err, err[-2000:]
     assert "[########################] 7/7 done" in err  # the progress bar reached the end
     sys.stderr.write(f"\ndemo wall time: {wall:.1f} s\n")
 

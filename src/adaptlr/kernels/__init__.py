@@ -121,11 +121,11 @@ def opaque_to_compile(step: _Step) -> _Step:
     reads addresses, numpy tables and per-tensor step counts on the host. The reference path is
     not traced either: its coefficients are Python numbers of the step count (recompiles, and
     data-dependent branches fullgraph refuses), and dynamo shows the traced step every group
-    with ``capturable=True``, which adaptlr refuses. ``torch.compiler.disable`` turns dynamo off
-    for the whole step, which then runs exactly as in eager mode. A closure is called first,
-    where dynamo can trace it, as the step would call it.
+    with ``capturable=True``, which adaptlr refuses. The step then runs with dynamo turned off
+    (``torch.compiler.disable``), exactly as in eager mode. A closure is called first, where
+    dynamo can trace it, as the step would call it. Nothing here imports dynamo (over a second
+    of imports) before torch.compile has.
     """
-    opaque = torch.compiler.disable(step, reason=OPAQUE_REASON)
 
     @functools.wraps(step)
     def wrapper(self: Any, closure: Callable[[], Any] | None = None) -> Any:
@@ -135,10 +135,26 @@ def opaque_to_compile(step: _Step) -> _Step:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        opaque(self)
+        _outside_graphs(step, self)
         return loss
 
     return wrapper  # type: ignore[return-value]
+
+
+def _outside_graphs(step: Callable[..., Any], optimizer: Any) -> None:
+    # Marked as torch.compiler.disable marks what it wraps, so that dynamo stops at this call
+    # with adaptlr's reason (the error fullgraph=True gives); what runs it then is plain Python,
+    # where dynamo is imported and the step can be wrapped for real.
+    opaque = _OPAQUE.get(step)
+    if opaque is None:
+        opaque = _OPAQUE[step] = torch.compiler.disable(step, reason=OPAQUE_REASON)
+    opaque(optimizer)
+
+
+_outside_graphs._torchdynamo_disable = True  # type: ignore[attr-defined]
+_outside_graphs._torchdynamo_disable_msg = OPAQUE_REASON  # type: ignore[attr-defined]
+#: each step function with dynamo turned off, made the first time a compiled caller reaches it
+_OPAQUE: dict[Callable[..., Any], Callable[..., Any]] = {}
 
 
 # adaptlr's and torch's own files: between the user's ``optimizer.step()`` and a warning lie
@@ -176,7 +192,7 @@ def _backend_ok(device_types: set[str]) -> str | None:
             return "triton is not installed"
     if "cpu" in device_types and not flat._force_triton():
         if not backends.numba_available():
-            return "numba is not installed (pip install adaptlr[fast])"
+            return "numba, a dependency of adaptlr, is not installed (pip install numba)"
         if backends.numba_jit_disabled():
             return "NUMBA_DISABLE_JIT is set: numba runs functions as Python"
     return None

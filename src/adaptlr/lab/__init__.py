@@ -10,6 +10,8 @@ and draws what they did::
 ``lab.SCENARIOS`` holds the six reproductions; ``adaptlr demo`` runs them all.
 """
 
+# _requires first: without the lab extra it names what to install instead of failing deep inside
+from . import _requires  # noqa: F401, I001
 from . import plots
 from .report import write_demo
 from .runs import Trajectory, run, run_many
