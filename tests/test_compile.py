@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 import torch
 
-from tests.kernels._child import run_python
-
 #: compared with eager on both paths (the issue's three); the fast-path run adds the registry
 CORE: dict[str, tuple[str, dict[str, Any]]] = {
     "adam": ("Adam", {"lr": 0.01}),
@@ -258,6 +256,9 @@ def child_main(which: str) -> None:
 @cache
 def _results(which: str, fresh_cache: bool = False) -> dict[str, Any]:
     """What the child ``which`` reported; a crash or an error fails with its output."""
+    # here, not at the top: pytest puts tests/ on the path, the child imports tests.test_compile
+    from kernels._child import run_python
+
     with tempfile.TemporaryDirectory(prefix="adaptlr-compile-") as tmp:
         # fresh_cache: numba's kernels neither on disk nor (a new process) in memory
         env = {"ADAPTLR_CACHE_DIR": tmp} if fresh_cache else {}
