@@ -254,3 +254,30 @@ def test_the_optimizer_with_a_schedule_pickles_in_a_fresh_process(tmp_path, sche
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["float", repr(warmup_linear_by_hand(5))]
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_a_scheduler_writing_lr_every_step_builds_the_chain_once(fused):
+    """lr is data: a new value each step reaches the chain as a coefficient, nothing rebuilt."""
+    wa = torch.nn.Parameter(torch.linspace(-1, 1, 6, dtype=torch.float64))
+    wb = torch.nn.Parameter(wa.detach().clone())
+    ours = adaptlr.AdamW([wa], lr=0.1, weight_decay=0.1, fused=fused)
+    theirs = torch.optim.AdamW([wb], lr=0.1, weight_decay=0.1, foreach=False)
+    built = []
+    factory = ours._factory
+
+    def counting(**hyper):
+        built.append(hyper["lr"])
+        return factory(**hyper)
+
+    ours._factory = counting
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=7) for o in (ours, theirs)]
+    for t in range(12):
+        for w, o, s in zip((wa, wb), (ours, theirs), scheds):
+            w.grad = torch.sin(w.detach() * (t + 1))
+            o.step()
+            s.step()
+    assert len(built) == 1, built  # once, for the first step
+    torch.testing.assert_close(wa, wb, rtol=1e-12, atol=1e-14)
+    # the functional form still shows the number itself
+    assert "lr=0.01" in repr(adaptlr.AdamW.transform(lr=0.01))

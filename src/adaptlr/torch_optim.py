@@ -163,10 +163,7 @@ class Optimizer(torch.optim.Optimizer):
         """The chain that updates ``group`` with its current hyperparameters."""
         if isinstance(self._factory, Transform):
             return self._factory
-        # a schedule reaches the chain as itself (evaluated at each step's count), so the chain
-        # is built once, not each time its value in group["lr"] changes
-        sched = group.get(SCHEDULE_KEY)
-        values = tuple(sched if k == "lr" and sched is not None else group[k] for k in self._hyper)
+        values = self._values(group, live=True)
         cache = self.__dict__.setdefault("_transforms", {})
         try:
             return cache[values]
@@ -177,6 +174,28 @@ class Optimizer(torch.optim.Optimizer):
                 cache.clear()
             cache[values] = self._build(group, values)
             return cache[values]
+
+    def _values(self, group: dict[str, Any], live: bool) -> tuple[Any, ...]:
+        """The group's hyperparameters as the factory takes them.
+
+        ``lr`` is data, not part of the chain's identity: a schedule reaches the chain as
+        itself (evaluated at each step's count) and, with ``live``, a number as
+        :class:`GroupLR`, which reads ``group["lr"]`` when a step makes its coefficients. A
+        scheduler that writes a new lr every step then rebuilds and retraces nothing.
+        """
+        sched = group.get(SCHEDULE_KEY)
+        if sched is not None:
+            lr: Any = sched
+        elif live and "lr" in self._hyper:
+            lives = self.__dict__.setdefault("_group_lrs", {})
+            lr = lives.get(id(group))
+            if lr is None or lr.group is not group:  # (a new group at a freed dict's id)
+                if len(lives) > 64:  # groups of optimizers loaded again and again
+                    lives.clear()
+                lr = lives[id(group)] = GroupLR(group)
+        else:
+            lr = group.get("lr")
+        return tuple(lr if k == "lr" else group[k] for k in self._hyper)
 
     def _build(self, group: dict[str, Any], values: tuple[Any, ...]) -> Transform:
         # New hyperparameter values (a scheduler, or a hand edit of the group): check them
@@ -199,7 +218,10 @@ class Optimizer(torch.optim.Optimizer):
         """
         # Building a throwaway instance reuses the constructor's defaults and checks exactly.
         opt = cls([torch.zeros(0, requires_grad=True)], **hyperparameters)
-        return opt.transform_for(opt.param_groups[0])
+        if isinstance(opt._factory, Transform):
+            return opt._factory
+        group = opt.param_groups[0]
+        return opt._build(group, opt._values(group, live=False))  # the numbers themselves
 
     # -- what users ask for ------------------------------------------------------------------
     def current_lr(self) -> list[float | None]:
@@ -239,6 +261,12 @@ class Optimizer(torch.optim.Optimizer):
         work = []
         for gi, group in enumerate(self.param_groups):
             self._sync_schedule(gi, group)
+            lr = group.get("lr")
+            if type(lr) is float and not 0.0 <= lr < math.inf:  # written by hand or a scheduler
+                raise ValueError(
+                    f"{type(self).__name__}: lr must be a finite number >= 0, got {lr!r} (param "
+                    f"group {gi}); nothing was changed"
+                )
             # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
             found = gather(group["params"], kernels.last_active(self, group))
             if not found.dense and any(g.layout != torch.strided for g in found.grads):
@@ -436,6 +464,26 @@ class Optimizer(torch.optim.Optimizer):
             for k, v in checked["state"].get(pid, {}).items():
                 if k != "step" and isinstance(v, Tensor) and v.dtype != p.dtype:
                     self.state[p][k] = v.to(device=p.device, copy=True)
+
+
+class GroupLR:
+    """A param group's current ``lr``, read when a step makes its coefficients.
+
+    It stands in the chain where the number would: the chain and its traced kernel then do
+    not depend on the value, which torch's schedulers change every step (the value reaches
+    the kernel as a coefficient, as a schedule's does).
+    """
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: dict[str, Any]) -> None:
+        self.group = group
+
+    def __call__(self, step: int) -> float:
+        return float(self.group["lr"])
+
+    def __repr__(self) -> str:
+        return "group['lr']"
 
 
 def as_schedule(owner: str, lr: Any) -> Any:

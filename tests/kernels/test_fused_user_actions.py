@@ -156,8 +156,11 @@ class UserActions(RuleBasedStateMachine):
     def check(self):
         for i, (a, b) in enumerate(zip(self.pa, self.pb)):
             sb = self.ref.state.get(b, {})
-            # judged at the narrowest of the parameter's and its state's precisions
-            dtypes = {b.dtype, *(v.dtype for k, v in sb.items() if v.dim() and k != "step")}
+            # judged at the narrowest of the parameter's and its state's precisions, then and
+            # at every earlier check (a parameter made float64 again gets float64 state, but
+            # keeps what its float32 steps rounded)
+            dtypes = self.__dict__.setdefault("seen", {}).setdefault(i, set())
+            dtypes |= {b.dtype, *(v.dtype for k, v in sb.items() if v.dim() and k != "step")}
             wide = dtypes <= {torch.float64, torch.complex128}
             tol = 1e-9 if wide else 1e-2 if torch.bfloat16 in dtypes else 1e-5
             assert a.dtype == b.dtype and a.shape == b.shape

@@ -287,14 +287,32 @@ class Transform:
         float64 parameters (widening is exact), float32 for bf16/fp16 ones, never silently
         narrower than the rule.
         """
+        for k in self._off_rule(st, p, state_dtype):
+            st[k] = st[k].to(self._rule_dtype(p, state_dtype))
+
+    def conforms(
+        self, st: dict[str, Tensor], p: Tensor, state_dtype: torch.dtype | None = None
+    ) -> bool:
+        """Whether ``p``'s buffers have the dtype :meth:`conform_one` would give them."""
+        return not self._off_rule(st, p, state_dtype)
+
+    @staticmethod
+    def _rule_dtype(p: Tensor, state_dtype: torch.dtype | None) -> torch.dtype:
         dtype = state_dtype or default_state_dtype(p.dtype)
-        if dtype.is_complex != p.is_complex():
-            dtype = p.dtype  # a real state_dtype for a complex parameter: its own, as init_one
-        for k in self.buffer_keys:
-            buf = st.get(k)
-            if isinstance(buf, Tensor) and buf.dtype != dtype:
-                if buf.is_complex() == p.is_complex():
-                    st[k] = buf.to(dtype)
+        # a real state_dtype for a complex parameter: its own
+        return p.dtype if dtype.is_complex != p.is_complex() else dtype
+
+    def _off_rule(
+        self, st: dict[str, Tensor], p: Tensor, state_dtype: torch.dtype | None
+    ) -> list[str]:
+        dtype = self._rule_dtype(p, state_dtype)
+        return [
+            k
+            for k in self.buffer_keys
+            if isinstance(st.get(k), Tensor)
+            and st[k].dtype != dtype
+            and st[k].is_complex() == p.is_complex()
+        ]
 
     def init(self, params: Sequence[Tensor]) -> State:
         """The initial state of each tensor in ``params``."""

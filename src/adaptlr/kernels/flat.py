@@ -463,10 +463,15 @@ def build_plan(
     state = optimizer.state
     keys = transform.state_keys
     stepped_ids = {id(p) for p in stepped}
+    sdtype = group.get("state_dtype")
     members = []
     for p in group["params"]:
         st = state.get(p)
-        if id(p) in stepped_ids or (st is not None and all(k in st for k in keys)):
+        # a parameter not stepped now whose dtype changed since its state was made stays out:
+        # its state is converted when it steps (as the reference path does), in a new plan
+        if id(p) in stepped_ids or (
+            st is not None and all(k in st for k in keys) and transform.conforms(st, p, sdtype)
+        ):
             members.append(p)
     dtensor = has_dtensor(members)
     DTensor = _dtensor_class()  # noqa: N806 - the class, when there are DTensors
@@ -495,7 +500,7 @@ def build_plan(
         if not all(k in st for k in keys):
             for k, v in transform.init_one(p, group.get("state_dtype")).items():
                 st.setdefault(k, v)
-        transform.conform_one(st, p, group.get("state_dtype"))  # its dtype may have changed
+        transform.conform_one(st, p, sdtype)  # a stepped parameter whose dtype changed
         for k in prog.buffer_keys:
             if st[k].numel() != p.numel() or shard(st[k]).numel() != loc[id(p)].numel():
                 raise Unsupported(f"state {k!r} does not match its parameter's size")
