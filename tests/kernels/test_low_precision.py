@@ -133,3 +133,30 @@ def test_bf16_state_dict_moves_between_fused_and_reference(backend):
     for a, b, c, d in zip(pa, pb, pc, pd):
         assert torch.equal(a, b) and torch.equal(a, c) and torch.equal(a, d)
     assert isinstance(fused, adaptlr.Optimizer)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize(
+    "cls, cfg",
+    [
+        (adaptlr.Adam, {"lr": 0.01, "eps": 0.1, "weight_decay": 0.3}),
+        (adaptlr.RMSprop, {"lr": 0.01, "eps": 0.1, "momentum": 0.5}),
+    ],
+    ids=["adam", "rmsprop"],
+)
+def test_a_number_added_to_low_precision_state_is_rounded_as_torch_rounds_it(cls, cfg, dtype):
+    """On the CPU torch rounds a Python float to a bf16/fp16 tensor's dtype before adding it
+    (not before multiplying): σ + ε with ε = 0.1 in bf16 is σ + 0.10009765625. The kernels
+    copy that rule (``codegen._scalar_mode``); without it these steps differ from torch's."""
+    out = []
+    for fused in (None, False):
+        gen = torch.Generator().manual_seed(1)
+        p = torch.nn.Parameter((torch.randn(4096, generator=gen) * 0.3).to(dtype))
+        opt = cls([p], fused=fused, state_dtype=dtype, **cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FusedFallbackWarning)
+            for _ in range(5):
+                p.grad = (torch.randn(4096, generator=gen) * 0.01).to(dtype)
+                opt.step()
+        out.append(p.detach().clone())
+    assert torch.equal(out[0], out[1])
