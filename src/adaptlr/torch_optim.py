@@ -363,7 +363,7 @@ class Optimizer(torch.optim.Optimizer):
             if not all(k in st for k in keys):
                 for k, v in t.init_one(p, sdtype).items():
                     st.setdefault(k, v)
-            t.conform_one(st, p, sdtype)  # a parameter whose dtype changed since
+            t.conform_one(st, p, sdtype)  # its dtype may have changed since its state was made
 
     @kernels.opaque_to_compile  # torch.compile runs the step as one call, outside its graphs
     @torch.no_grad()
