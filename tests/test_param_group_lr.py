@@ -281,3 +281,21 @@ def test_a_scheduler_writing_lr_every_step_builds_the_chain_once(fused):
     torch.testing.assert_close(wa, wb, rtol=1e-12, atol=1e-14)
     # the functional form still shows the number itself
     assert "lr=0.01" in repr(adaptlr.AdamW.transform(lr=0.01))
+
+
+@pytest.mark.parametrize("fused", [None, False])
+@pytest.mark.parametrize(
+    "bad", ["0.1", math.nan, -0.5, None], ids=["str", "nan", "negative", "none"]
+)
+def test_a_bad_lr_written_between_steps_is_refused_before_anything_changes(fused, bad):
+    """The chain reads lr at each step, so a value written after the build is checked too."""
+    a = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    opt = adaptlr.Adam([{"params": [a]}, {"params": [b]}], lr=0.1, fused=fused)
+    a.grad, b.grad = torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)
+    opt.step()
+    before = [a.detach().clone(), b.detach().clone()]
+    opt.param_groups[1]["lr"] = bad
+    with pytest.raises(ValueError, match=r"param group 1.*lr must be"):
+        opt.step()
+    assert torch.equal(a, before[0]) and torch.equal(b, before[1])  # group 0 not stepped either

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .torch_optim import SCHEDULE_KEY  # (adaptlr imports torch_optim first: no circle here)
+
 if TYPE_CHECKING:
     from .torch_optim import Optimizer
 
@@ -140,7 +142,7 @@ def to_torch_state_dict(
     if torch_cls is not None:
         accepted = set(inspect.signature(torch_cls.__init__).parameters) - {"self", "params"}
     for gi, group in enumerate(sd["param_groups"]):
-        sched = group.get("lr_schedule") or (group["lr"] if callable(group.get("lr")) else None)
+        sched = group.get(SCHEDULE_KEY) or (group["lr"] if callable(group.get("lr")) else None)
         if sched is not None:
             raise ValueError(
                 f"{fn}: param group {gi} has a schedule ({sched!r}); torch.optim takes a "
@@ -288,9 +290,9 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any) -> StateDict:
     index_to_param: dict[Any, tuple[int, int, Tensor]] = {}
     hyper = set(optimizer.defaults)
     for gi, (g, s) in enumerate(zip(groups, saved_groups)):
-        if "lr_schedule" in hyper:
+        if SCHEDULE_KEY in hyper:
             # a saved group without a schedule keeps its own lr, not this optimizer's schedule
-            s.setdefault("lr_schedule", None)
+            s.setdefault(SCHEDULE_KEY, None)
         missing = [
             k for k in hyper if k not in s and k not in _MAY_BE_MISSING and k not in _BOOKKEEPING
         ]

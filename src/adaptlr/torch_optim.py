@@ -262,11 +262,16 @@ class Optimizer(torch.optim.Optimizer):
         for gi, group in enumerate(self.param_groups):
             self._sync_schedule(gi, group)
             lr = group.get("lr")
-            if type(lr) is float and not 0.0 <= lr < math.inf:  # written by hand or a scheduler
-                raise ValueError(
-                    f"{type(self).__name__}: lr must be a finite number >= 0, got {lr!r} (param "
-                    f"group {gi}); nothing was changed"
-                )
+            # the chain reads lr at each step (GroupLR), so a value a scheduler or a hand wrote
+            # is checked here, before anything changes; a plain valid float costs one test
+            if (
+                "lr" in self._hyper
+                and not (type(lr) is float and 0.0 <= lr < math.inf)
+                and not isinstance(lr, Tensor)
+            ):
+                from .optimizers import _checks  # late: the optimizers import this module
+
+                _checks.lr(f"{type(self).__name__} (param group {gi})", lr)
             # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
             found = gather(group["params"], kernels.last_active(self, group))
             if not found.dense and any(g.layout != torch.strided for g in found.grads):
@@ -309,12 +314,15 @@ class Optimizer(torch.optim.Optimizer):
                     ScheduleOverrideWarning,
                     stacklevel=kernels._user_stacklevel(),
                 )
-        self._write_lr(group)
+        self._write_lr(group, want)
 
-    def _write_lr(self, group: dict[str, Any]) -> None:
-        """``group["lr"]`` = its schedule's value now, remembered to see other writers."""
-        group["lr"] = want = group[SCHEDULE_KEY](group["applied_steps"])
-        self.__dict__.setdefault("_lr_written", {})[id(group)] = (group, want)
+    def _write_lr(self, group: dict[str, Any], value: float | None = None) -> None:
+        """``group["lr"]`` = its schedule's value now (``value``, when the caller has it),
+        remembered to see other writers."""
+        if value is None:
+            value = group[SCHEDULE_KEY](group["applied_steps"])
+        group["lr"] = value
+        self.__dict__.setdefault("_lr_written", {})[id(group)] = (group, value)
 
     def _advance_schedules(self) -> None:
         """After a step: each scheduled group's ``lr`` is the η its next step applies."""

@@ -498,7 +498,7 @@ def build_plan(
     for p in members:
         st = state[p]
         if not all(k in st for k in keys):
-            for k, v in transform.init_one(p, group.get("state_dtype")).items():
+            for k, v in transform.init_one(p, sdtype).items():
                 st.setdefault(k, v)
         transform.conform_one(st, p, sdtype)  # a stepped parameter whose dtype changed
         for k in prog.buffer_keys:

@@ -19,6 +19,7 @@ import torch
 
 import adaptlr
 from adaptlr.core import Transform
+from adaptlr.torch_optim import SCHEDULE_KEY
 
 from .specs import OptimizerSpec, parse_optimizer, parse_schedule
 from .surfaces import Surface
@@ -129,7 +130,7 @@ def _lr_history(opt: torch.optim.Optimizer, steps: int) -> torch.Tensor:
     it is evaluated once after the loop instead of asking ``current_lr()`` in the hot loop.
     """
     group = opt.param_groups[0]
-    lr = group.get("lr_schedule") or group.get("lr", float("nan"))  # adaptlr keeps one there
+    lr = group.get(SCHEDULE_KEY) or group.get("lr", float("nan"))  # adaptlr keeps one there
     if callable(lr):
         return torch.tensor([float(lr(t)) for t in range(steps)], dtype=torch.float64)
     return torch.full((steps,), float(lr), dtype=torch.float64)

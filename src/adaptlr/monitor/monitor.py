@@ -40,6 +40,7 @@ import torch
 
 from ..kernels.flat import has_dtensor, shard
 from ..stats import SAMPLE
+from ..torch_optim import SCHEDULE_KEY
 from .curvature import Curvature, hessian_extremes
 from .diagnosis import SUGGESTIONS, Diagnosis, diagnose_records
 from .log import JsonlLog
@@ -649,7 +650,7 @@ class Monitor:
         lrs: list[Any] = []
         tensors: dict[str, torch.Tensor] = {}
         for i, group in enumerate(self.optimizer.param_groups):
-            lr, sched = group.get("lr"), group.get("lr_schedule")
+            lr, sched = group.get("lr"), group.get(SCHEDULE_KEY)
             if callable(sched) and group.get("applied_steps", 0) > 0:
                 lrs.append(float(sched(group["applied_steps"] - 1)))
             elif isinstance(lr, torch.Tensor) and lr.numel() == 1:
