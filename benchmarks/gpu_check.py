@@ -67,7 +67,7 @@ def parity(deadline: float) -> None:
 
     import adaptlr  # noqa: F401
     from adaptlr import kernels
-    from adaptlr.kernels import FusedFallbackWarning, flat
+    from adaptlr.kernels import FusedFallbackWarning, plan
     from adaptlr.optimizers.registry import REGISTRY
 
     dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
@@ -130,7 +130,7 @@ def parity(deadline: float) -> None:
             say(f"| {name} | — | not run (deadline) |")
             continue
         interpret = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
-        default_block, flat.TRITON_BLOCK = flat.TRITON_BLOCK, block
+        default_block, plan.TRITON_BLOCK = plan.TRITON_BLOCK, block
         try:
             pa, pb = make_params(misaligned, strided), make_params(misaligned, strided)
             with warnings.catch_warnings(), interpret:
@@ -155,7 +155,7 @@ def parity(deadline: float) -> None:
             failures += 1
             say(f"| {name} | — | ERROR {type(exc).__name__}: {str(exc)[:200]} |")
         finally:
-            flat.TRITON_BLOCK = default_block
+            plan.TRITON_BLOCK = default_block
     say(f"\n{len(cases) - failures} of {len(cases)} cases within 1e-6.")
 
 
@@ -240,7 +240,7 @@ def step_stats(deadline: float) -> None:
     import math
 
     from adaptlr import kernels
-    from adaptlr.kernels import flat
+    from adaptlr.kernels.codegen import ALIGN
     from adaptlr.optimizers.registry import REGISTRY
 
     dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
@@ -250,11 +250,11 @@ def step_stats(deadline: float) -> None:
         return abs(a - b) / max(abs(b), 1e-300)
 
     def at_sample(tensors: list[torch.Tensor], stride: int) -> torch.Tensor:
-        """Every stride-th element of the flat state (each tensor padded to flat.ALIGN)."""
+        """Every stride-th element of the flat state (each tensor padded to ALIGN)."""
         out, pos = [], 0
         for t in tensors:
             out.append(t.detach().reshape(-1).double().cpu()[(-pos) % stride :: stride])
-            pos += -(-t.numel() // flat.ALIGN) * flat.ALIGN
+            pos += -(-t.numel() // ALIGN) * ALIGN
         return torch.cat(out)
 
     say("| optimizer | sums (rel) | gradient sample (max abs) | η/σ (rel) | products (rel) |")
@@ -325,14 +325,14 @@ def monitor_cost(deadline: float) -> None:
 def block_sweep(deadline: float) -> None:
     """Adam's step (fp32, 96 tensors) for Triton blocks of 1024/2048/4096 elements and 4 or 8
     warps, against the device's copy bandwidth: which launch shape reaches it (the defaults
-    are ``flat.TRITON_BLOCK`` and ``flat.TRITON_WARPS``)."""
+    are ``kernels.plan.TRITON_BLOCK`` and ``kernels.launch.TRITON_WARPS``)."""
     import contextlib
 
     import step_speed
 
     import adaptlr
     from adaptlr import kernels
-    from adaptlr.kernels import flat
+    from adaptlr.kernels import launch, plan
 
     dev = os.environ.get("ADAPTLR_CHECK_DEVICE", "cuda")  # (cpu: a dry run, Triton interpreted)
     if dev == "cuda":
@@ -357,14 +357,14 @@ def block_sweep(deadline: float) -> None:
     say("")
     say("| block | warps | Adam step ms | copy / step (fraction of copy bandwidth) |")
     say("|---|---|---|---|")
-    default = flat.TRITON_BLOCK, flat.TRITON_WARPS
+    default = plan.TRITON_BLOCK, launch.TRITON_WARPS
     try:
         for block in (1024, 2048, 4096):
             for warps in (4, 8):
                 if time.time() > deadline - 15:
                     say(f"| {block} | {warps} | not run (deadline) | |")
                     continue
-                flat.TRITON_BLOCK, flat.TRITON_WARPS = block, warps
+                plan.TRITON_BLOCK, launch.TRITON_WARPS = block, warps
                 ctx = kernels.use_triton_on_cpu() if dev == "cpu" else contextlib.nullcontext()
                 with ctx:
                     opt = adaptlr.Adam(ps, lr=1e-3)
@@ -373,7 +373,7 @@ def block_sweep(deadline: float) -> None:
                 del opt
                 say(f"| {block} | {warps} | {ms:.3f} | {copy_ms / ms:.3f} |")
     finally:
-        flat.TRITON_BLOCK, flat.TRITON_WARPS = default
+        plan.TRITON_BLOCK, launch.TRITON_WARPS = default
 
 
 def compile_time(deadline: float) -> None:

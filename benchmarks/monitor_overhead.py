@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     kernel_time = [0.0]
     split = args.optimizer == "adaptlr" and dev.type == "cpu" and "adaptlr" in opt_name
     if split:
-        from adaptlr.kernels import flat
+        from adaptlr.kernels import launch as kernel_launch
 
-        launch = flat._launch
+        launch = kernel_launch.run_kernel
 
         def timed_launch(*a: object, **k: object) -> float:
             t = time.perf_counter()
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 kernel_time[0] += time.perf_counter() - t
 
-        flat._launch = timed_launch  # type: ignore[assignment]
+        kernel_launch.run_kernel = timed_launch  # type: ignore[assignment]
 
     def block(kw: dict | None) -> tuple[float, float]:
         mon = Monitor(opt, **kw) if kw is not None else None

@@ -1,12 +1,15 @@
-"""What a torch scheduler that writes ``lr`` every step adds to an adaptlr step.
+"""What writing hyperparameters every step (a torch scheduler's job) adds to an adaptlr step.
 
-Side by side in one process: the same optimizer and parameters stepped plain; with a new
-``group["lr"]`` written after every step by a bare assignment (adaptlr's share of any
-scheduler's cost); with ``torch.optim.lr_scheduler.CosineAnnealingLR`` (the same write, plus
-the scheduler's own Python); and with an adaptlr schedule given as ``lr``
-(``group["lr_schedule"]``), which the chain evaluates itself; in interleaved rounds, so all see
-the same machine state. Reports the median
-time per step of each and its ratio to the plain step.
+Side by side in one process: the same optimizer and parameters stepped plain (twice, two
+optimizers over two copies of the parameters: their difference is the noise); with a new
+``group["lr"]`` written after every step by a bare assignment; with ``lr``, ``betas``, ``eps``
+and ``weight_decay`` all written after every step; with
+``torch.optim.lr_scheduler.CosineAnnealingLR`` and with ``OneCycleLR`` (which cycles ``betas``
+too); and with an adaptlr schedule given as ``lr`` (``group["lr_schedule"]``), which the chain
+evaluates itself; in interleaved rounds, so all see the same machine state. Reports the median
+time of ``optimizer.step()`` alone per kind and its ratio to the plain step, and, for the torch
+schedulers, the time of ``scheduler.step()`` (their own Python, the same for torch's
+optimizers).
 
     python benchmarks/scheduler_overhead.py [--rounds 15] [--steps 200] [--out docs/FILE.md]
 """
@@ -38,26 +41,42 @@ def make(shapes: list[tuple[int, ...]], fused: bool | None) -> list[torch.nn.Par
     return params
 
 
-def runner(kind: str, shapes: list[tuple[int, ...]], fused: bool | None) -> Callable[[int], None]:
+KINDS = [
+    "plain", "plain again", "lr written", "all written", "CosineAnnealingLR", "OneCycleLR",
+    "schedule",
+]  # fmt: skip
+
+
+def runner(kind: str, shapes: list[tuple[int, ...]], fused: bool | None) -> Callable[[int], float]:
+    """A function that runs ``steps`` steps of ``kind`` and returns the seconds in ``step()``."""
     params = make(shapes, fused)
-    if kind == "adaptlr schedule":
+    if kind == "schedule":
         opt = adaptlr.AdamW(params, lr=schedules.cosine(1e-3, total_steps=10**9), fused=fused)
     else:
         opt = adaptlr.AdamW(params, lr=1e-3, fused=fused)
-    sched = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10**9)
-        if kind == "CosineAnnealingLR"
-        else None
-    )
+    sched: torch.optim.lr_scheduler.LRScheduler | None = None
+    if kind == "CosineAnnealingLR":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10**9)
+    elif kind == "OneCycleLR":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=10**9)
     group = opt.param_groups[0]
 
-    def run(steps: int) -> None:
-        for _ in range(steps):
+    def run(steps: int) -> float:
+        inside = 0.0
+        for i in range(steps):
+            t0 = time.perf_counter()
             opt.step()
+            inside += time.perf_counter() - t0
             if sched is not None:
                 sched.step()
             elif kind == "lr written":  # what any scheduler does, without its own Python
                 group["lr"] = group["lr"] * 0.9999
+            elif kind == "all written":
+                group["lr"] = group["lr"] * 0.9999
+                group["betas"] = (0.85 + 0.1 * (i % 2), 0.999 - 1e-4 * (i % 3))
+                group["eps"] = 1e-8 * (1 + i % 2)
+                group["weight_decay"] = 0.01 + 0.001 * (i % 5)
+        return inside
 
     run(3)  # compile and build outside the timing
     return run
@@ -69,27 +88,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    kinds = ["plain", "lr written", "CosineAnnealingLR", "adaptlr schedule"]
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; AdamW; median of "
-        f"{args.rounds} rounds of {args.steps} steps, the three kinds interleaved in each round",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; AdamW; median over "
+        f"{args.rounds} rounds of {args.steps} steps, the kinds interleaved in each round; "
+        f"us per `optimizer.step()` and its ratio to the plain step; for the torch schedulers "
+        f"also us per `scheduler.step()`",
         "",
-        "| parameters | path | plain (us/step) | lr written | ratio | CosineAnnealingLR | ratio "
+        "| parameters | path | plain | plain again | ratio | lr written | ratio "
+        "| lr, betas, eps, wd written | ratio "
+        "| CosineAnnealingLR | ratio | its step | OneCycleLR | ratio | its step "
         "| adaptlr schedule | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, shapes in SHAPES.items():
         for fused, path in ((None, "fused"), (False, "reference")):
-            runs = {k: runner(k, shapes, fused) for k in kinds}
-            times: dict[str, list[float]] = {k: [] for k in kinds}
+            runs = {k: runner(k, shapes, fused) for k in KINDS}
+            inside: dict[str, list[float]] = {k: [] for k in KINDS}
+            total: dict[str, list[float]] = {k: [] for k in KINDS}
             for _ in range(args.rounds):
-                for k in kinds:
+                for k in KINDS:
                     t0 = time.perf_counter()
-                    runs[k](args.steps)
-                    times[k].append((time.perf_counter() - t0) / args.steps * 1e6)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            cells = " | ".join(f"{med[k]:.1f} | {med[k] / med['plain']:.3f}" for k in kinds[1:])
-            lines.append(f"| {label} | {path} | {med['plain']:.1f} | {cells} |")
+                    inside[k].append(runs[k](args.steps) / args.steps * 1e6)
+                    total[k].append((time.perf_counter() - t0) / args.steps * 1e6)
+            med = {k: statistics.median(v) for k, v in inside.items()}
+            own = {k: statistics.median(total[k]) - med[k] for k in KINDS}
+            cells = []
+            for k in KINDS[1:]:
+                cells.append(f"{med[k]:.1f} | {med[k] / med['plain']:.3f}")
+                if k in ("CosineAnnealingLR", "OneCycleLR"):
+                    cells.append(f"{own[k]:.1f}")
+            lines.append(f"| {label} | {path} | {med['plain']:.1f} | {' | '.join(cells)} |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:

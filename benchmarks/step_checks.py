@@ -2,11 +2,11 @@
 
 adaptlr's fast path checks every parameter on every step before it changes anything (its
 gradient, the addresses of both, their layouts, the parameter's dtype and size: see
-:func:`adaptlr.kernels.flat.gather`). With many small tensors those reads, one Python call
+:func:`adaptlr.kernels.gather.gather`). With many small tensors those reads, one Python call
 each, cost more than the kernel. This script times, side by side in rounds:
 
 - torch's fused Adam step and adaptlr's Adam step, each on its own parameters;
-- ``flat.gather`` alone, the loop that makes those reads and keeps what it read;
+- ``gather`` alone, the loop that makes those reads and keeps what it read;
 - the reads alone, with nothing kept: ``p.grad``, then one more read per line, up to the seven
   that the check needs; the last line is a lower bound for any step that makes them in Python;
 - the floor: an in-place pass over a float32 tensor moving Adam's bytes (28 per parameter).
@@ -37,8 +37,7 @@ import torch
 from step_speed import algorithms, floor_bytes, make_params
 
 import adaptlr
-from adaptlr import kernels
-from adaptlr.kernels import flat
+from adaptlr.kernels.gather import gather
 
 #: the reads of one parameter ``p`` and its gradient ``g``, added one per line
 READS = [
@@ -72,14 +71,14 @@ def run(count: int, numel: int, rounds: int) -> str:
         ours.step()
         theirs.step()
     group = ours.param_groups[0]
-    params, expect = group["params"], kernels.last_active(ours, group)
+    params, expect = group["params"], ours._fast_path.last_active(group)
     adam = next(a for a in algorithms("cpu") if a.name == "Adam")
     floor = torch.randn(count * numel * floor_bytes(adam, 4) // 8)  # (read + written: 28)
     evict = torch.randn(280_000_000 // 8)
     items: list[tuple[str, Callable[[], object]]] = [
         ("torch fused Adam step", theirs.step),
         ("adaptlr Adam step", ours.step),
-        ("adaptlr's check loop (`flat.gather`)", lambda: flat.gather(params, expect)),
+        ("adaptlr's check loop (`gather`)", lambda: gather(params, expect)),
     ]
     items += [(f"reads alone: {name}", lambda f=f: f(params)) for name, f in read_loops()]
     items.append(("floor: one pass over Adam's bytes", lambda: floor.mul_(1.0000001)))

@@ -71,7 +71,7 @@ class Algo:
 def user_chain() -> core.Transform:
     return core.chain(
         core.clip_by_value(1.0),
-        core.rule(core.momentum(0.9), core.rms()),
+        core.rule(core.momentum(0.9), core.mean_sq()),
         core.scale_by_learning_rate(0.01),
     )
 

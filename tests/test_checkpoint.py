@@ -230,3 +230,48 @@ def test_sgd_migration_sets_step_from_the_momentum_buffer():
     assert sd["param_groups"][0]["applied_steps"] == 7
     assert int(sd["state"][0]["step"]) == 7
     assert "step" not in topt.state_dict()["state"][0]  # the source is untouched
+
+
+def test_a_saved_state_dict_converts_for_the_torch_class_given():
+    """A dict (no optimizer at hand) is converted by the adaptlr class whose ``torch_class`` is
+    the one given: SGD drops its per-parameter ``step``, RMSprop refuses the lecture's init."""
+    w = torch.randn(4, 3, dtype=torch.float64).requires_grad_()
+    kw = {"lr": 0.05, "momentum": 0.9}
+    aopt = adaptlr.SGD([w], fused=False, **kw)
+    _steps(w, aopt, 5)
+    sd = checkpoint.to_torch_state_dict(aopt.state_dict(), torch.optim.SGD)
+    assert set(sd["state"][0]) == {"momentum_buffer"}
+    assert "step" in aopt.state_dict()["state"][0]  # the source is untouched
+    v = w.detach().clone().requires_grad_()
+    topt = torch.optim.SGD([v], foreach=False, **kw)
+    topt.load_state_dict(sd)
+    _steps(w, aopt, 5, start=5)
+    _steps(v, topt, 5, start=5)
+    torch.testing.assert_close(v, w, rtol=1e-10, atol=1e-13)
+
+    lecture = adaptlr.RMSprop([torch.nn.Parameter(torch.ones(2))], init="first_gradient")
+    with pytest.raises(ValueError, match="init='first_gradient'"):
+        checkpoint.to_torch_state_dict(lecture.state_dict(), torch.optim.RMSprop)
+    with pytest.raises(TypeError, match="give torch_cls"):
+        checkpoint.to_torch_state_dict(aopt.state_dict())
+
+
+def test_two_classes_declaring_one_torch_class_make_a_dict_ambiguous():
+    import gc
+
+    class Other(adaptlr.SGD):
+        torch_class = torch.optim.SGD
+
+        @classmethod
+        def prepare_torch_state_dict(cls, state_dict):
+            pass
+
+    opt = adaptlr.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    try:
+        with pytest.raises(ValueError, match="all declare torch_class SGD"):
+            checkpoint.to_torch_state_dict(opt.state_dict(), torch.optim.SGD)
+        checkpoint.to_torch_state_dict(opt)  # the optimizer itself says which class it is
+    finally:
+        del Other
+        gc.collect()  # subclasses are held weakly: later tests see SGD alone again
+    checkpoint.to_torch_state_dict(opt.state_dict(), torch.optim.SGD)

@@ -203,7 +203,7 @@ def _child_cause() -> dict[str, Any]:
     import logging
 
     import adaptlr
-    from adaptlr.kernels import flat
+    from adaptlr.kernels import launch
 
     traced: list[str] = []
 
@@ -219,7 +219,7 @@ def _child_cause() -> dict[str, Any]:
     def run(compiled: bool) -> list[torch.Tensor]:
         gen = torch.Generator().manual_seed(2)
         small = torch.nn.Parameter(torch.randn(300, generator=gen))
-        big = torch.nn.Parameter(torch.randn(3 * flat.PARALLEL_GRAIN, generator=gen))
+        big = torch.nn.Parameter(torch.randn(3 * launch.PARALLEL_GRAIN, generator=gen))
         opt = adaptlr.SGD([small], lr=0.01, momentum=0.9)
         step = torch.compile(opt.step) if compiled else opt.step
         for i in range(7):

@@ -34,7 +34,7 @@ def test_submodules_are_attributes_of_the_package() -> None:
         adaptlr.monitor.Monitor
         adaptlr.lab.run
         adaptlr.stats.StepStats
-        adaptlr.kernels.fused_step
+        adaptlr.kernels.FastPath
         from adaptlr import lab, monitor
         assert lab is adaptlr.lab and monitor is adaptlr.monitor
         print(sorted({"checkpoint", "lab", "monitor", "schedules"} - set(dir(adaptlr))))

@@ -132,7 +132,8 @@ def test_state_keys_of_another_chain_are_named():
 
 
 def test_user_chain_state_keys_are_checked():
-    chain = core.chain(core.rule(core.momentum(0.9), core.rms()), core.scale_by_learning_rate(0.1))
+    lr = core.scale_by_learning_rate(0.1)
+    chain = core.chain(core.rule(core.momentum(0.9), core.mean_sq()), lr)
     w = param(3)
     opt = trained(adaptlr.Optimizer, [w], transform=chain)
     sd = copy.deepcopy(opt.state_dict())

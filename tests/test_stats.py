@@ -18,7 +18,8 @@ import torch  # noqa: E402
 
 import adaptlr  # noqa: E402
 from adaptlr import kernels  # noqa: E402
-from adaptlr.kernels import backends, flat  # noqa: E402
+from adaptlr.kernels import backends, plan  # noqa: E402
+from adaptlr.kernels.codegen import ALIGN  # noqa: E402
 from adaptlr.optimizers.registry import REGISTRY  # noqa: E402
 from adaptlr.stats import StatsRequest  # noqa: E402
 
@@ -38,7 +39,7 @@ def path(request, monkeypatch):
         pytest.importorskip("triton")
         if os.environ.get("TRITON_INTERPRET") != "1":
             pytest.skip("the Triton interpreter needs TRITON_INTERPRET=1 before triton is imported")
-        monkeypatch.setattr(flat, "TRITON_BLOCK", 16)  # several programs per tensor
+        monkeypatch.setattr(plan, "TRITON_BLOCK", 16)  # several programs per tensor
         with kernels.use_triton_on_cpu():
             yield request.param
         return
@@ -61,14 +62,14 @@ def grads(params, step, none_at=None):
 
 def expected_sample(params, stepped, stride, fused):
     """The gradient at every stride-th element of the stepped parameters laid end to end: on
-    the fast path each tensor starts at a multiple of 16 elements (flat.ALIGN)."""
+    the fast path each tensor starts at a multiple of 16 elements (``kernels.codegen.ALIGN``)."""
     out, pos = [], 0
     for i in stepped:
         g = params[i].grad.detach().reshape(-1).double()
         first = (-pos) % stride
         out.append(g[first::stride])
         n = g.numel()
-        pos += (n + flat.ALIGN - 1) // flat.ALIGN * flat.ALIGN if fused else n
+        pos += (n + ALIGN - 1) // ALIGN * ALIGN if fused else n
     return torch.cat(out)
 
 
@@ -122,7 +123,7 @@ def test_step_measures_itself(name, ci, path):
             first = (-pos) % stride
             want_eff.append(e[first::stride])
             n = e.numel()
-            pos += (n + flat.ALIGN - 1) // flat.ALIGN * flat.ALIGN if path != "reference" else n
+            pos += (n + ALIGN - 1) // ALIGN * ALIGN if path != "reference" else n
         want_eff = torch.cat(want_eff)
         assert st.eff_lr is not None and st.eff_lr.numel() == want_eff.numel()
         torch.testing.assert_close(st.eff_lr.double(), want_eff, rtol=1e-5, atol=0)
@@ -248,3 +249,35 @@ def test_the_products_are_with_the_previous_measured_step(path):
     dot = float((a.grad_sample * b.grad_sample).sum())
     assert b.sample_dot_prev == pytest.approx(dot, rel=1e-12)
     assert len({a.serial, b.serial, c.serial}) == 3
+
+
+def test_every_path_measures_what_the_one_definition_says(path, monkeypatch):
+    """The statistics are defined once (``adaptlr.stats.STATISTICS``): redefine one and the
+    generated kernels, the reference path and the monitor's own passes all follow."""
+    from adaptlr import stats
+    from adaptlr.monitor import Monitor
+
+    old_param = stats.Statistic("param_sq", lambda x: (x.p_old, x.p_old))
+    redefined = tuple(old_param if s.name == "param_sq" else s for s in stats.STATISTICS)
+    monkeypatch.setattr(stats, "STATISTICS", redefined)
+    monkeypatch.setattr(stats, "STATISTIC", {s.name: s for s in redefined})
+    monkeypatch.setattr(backends, "_by_program", {})  # generate the kernels anew
+    params, opt = build("adam", 0, path)
+    grads(params, 0)
+    before = [p.detach().double().clone() for p in params]
+    opt.request_stats(sample=50)
+    opt.step()
+    st = opt.last_stats[0]
+    assert st.param_sq == pytest.approx(sum(float((b * b).sum()) for b in before), rel=1e-6)
+    usq = sum(float(((p.detach().double() - b) ** 2).sum()) for p, b in zip(params, before))
+    assert st.update_sq == pytest.approx(usq, rel=1e-5)
+    if path != "reference":
+        return
+    # the monitor's own passes, for an optimizer that does not measure itself
+    sgd = torch.optim.SGD(params, lr=0.1)
+    mon = Monitor(sgd)
+    before = [p.detach().double().clone() for p in params]
+    sgd.step()
+    mon.record(0.0)
+    want = math.sqrt(sum(float((b * b).sum()) for b in before))
+    assert mon.records[-1]["param_norm"] == pytest.approx(want, rel=1e-6)

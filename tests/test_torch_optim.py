@@ -65,7 +65,7 @@ def test_functional_api_equals_the_optimizer(name):
 def test_generic_optimizer_from_a_user_chain_and_a_factory():
     chain = core.chain(
         core.clip_by_value(1.0),
-        core.rule(core.momentum(0.9), core.rms()),
+        core.rule(core.momentum(0.9), core.mean_sq()),
         core.scale_by_learning_rate(0.05),
     )
     w1, w2 = param(3), param(3)
@@ -74,7 +74,7 @@ def test_generic_optimizer_from_a_user_chain_and_a_factory():
         [w2],
         lambda lr: core.chain(
             core.clip_by_value(1.0),
-            core.rule(core.momentum(0.9), core.rms()),
+            core.rule(core.momentum(0.9), core.mean_sq()),
             core.scale_by_learning_rate(lr),
         ),
         lr=0.05,

@@ -3,8 +3,8 @@
 Every optimizer here is θ_{t+1} = θ_t − (η_t/σ_t)·m_t, composed from the parts in
 :mod:`adaptlr.core`; the named ones are drop-in replacements for torch.optim's.
 
-``adaptlr.checkpoint``, ``adaptlr.monitor`` and ``adaptlr.lab`` are imported on first use
-(``adaptlr.lab`` needs the ``lab`` extra: matplotlib and pillow).
+``adaptlr.monitor`` and ``adaptlr.lab`` are imported on first use (``adaptlr.lab`` needs the
+``lab`` extra: matplotlib and pillow).
 """
 
 from __future__ import annotations
@@ -14,18 +14,35 @@ from types import ModuleType
 
 # schedules is eager, not lazy: importing it registers every Schedule class with
 # torch.load(weights_only=True), which a checkpoint holding a group's lr_schedule needs
-from . import core, schedules
-from .optimizers import SGD, Adagrad, Adam, AdamW, NAdam, RAdam, RMSprop, RootMeanSquare
+from . import checkpoint, core, kernels, schedules, stats  # (the adapter needs them all)
+from .optimizers import (
+    SGD,
+    SGDW,
+    AdaBound,
+    Adagrad,
+    Adam,
+    AdamW,
+    AMSBound,
+    Lookahead,
+    NAdam,
+    RAdam,
+    RMSprop,
+    RootMeanSquare,
+)
 from .torch_optim import Optimizer, ScheduleOverrideWarning
 
 __version__ = "0.1.0"
 
-# submodules imported on first attribute access (PEP 562): lab pulls in matplotlib, far over the
-# 50 ms that `import adaptlr` may add to `import torch`; most programs never touch the others
-_LAZY = ("checkpoint", "kernels", "lab", "monitor", "stats")
+# submodules imported on first attribute access (PEP 562): lab pulls in matplotlib, which
+# would make `import adaptlr` much slower than `import torch`; most programs never touch them
+_LAZY = ("lab", "monitor")
 
 __all__ = [
     "SGD",
+    "SGDW",
+    "AdaBound",
+    "AMSBound",
+    "Lookahead",
     "Adagrad",
     "Adam",
     "AdamW",

@@ -4,11 +4,16 @@
   flushed and fsynced, then ``os.replace``: a run killed while writing leaves the previous
   checkpoint intact (the rename is atomic on POSIX and Windows).
 - :func:`to_torch_state_dict` / :func:`from_torch_state_dict`: adaptlr's state dicts already
-  use torch.optim's buffer names; what differs is the group counter ``applied_steps``,
-  SGD's per-parameter ``step``, hyperparameters torch lacks (``init``; ``fused`` on RMSprop,
-  NAdam and RAdam) and schedules given as ``lr`` (torch takes numbers only).
+  use torch.optim's buffer names; what differs is the group counter ``applied_steps``, the
+  per-parameter ``step`` (adaptlr keeps one for every optimizer, torch.optim not for all),
+  hyperparameters the torch class does not take and schedules given as ``lr`` (torch takes
+  numbers only). What is particular to one optimizer lives beside it: its ``torch_class`` and
+  its :meth:`~adaptlr.Optimizer.prepare_torch_state_dict` hook.
 - :func:`check_state_dict`: what :meth:`adaptlr.Optimizer.load_state_dict` runs before it
   changes anything.
+
+This module imports nothing of adaptlr's optimizers (:mod:`adaptlr.torch_optim` imports it):
+it reaches an optimizer's class through the optimizer it is given.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .torch_optim import SCHEDULE_KEY  # (adaptlr imports torch_optim first: no circle here)
+from ._group_keys import IMPLEMENTATION_KEYS, SCHEDULE_KEY
+from .core.base import scalar_dtype
 
 if TYPE_CHECKING:
     from .torch_optim import Optimizer
@@ -36,19 +42,9 @@ _BOOKKEEPING = ("params", "param_names", "applied_steps", "skipped_steps")
 
 #: Hyperparameters a state dict may lack (written by torch.optim, or by an older version): the
 #: loading optimizer's default for each leaves the math as torch.optim has it, the same rule
-#: torch's own ``__setstate__`` follows when it fills keys added in later releases.
-_MAY_BE_MISSING = (
-    "foreach",
-    "capturable",
-    "differentiable",
-    "fused",
-    "maximize",
-    "amsgrad",
-    "decoupled_weight_decay",
-    "init",
-    "state_dtype",
-    "nonfinite",
-)
+#: torch's own ``__setstate__`` follows when it fills keys added in later releases. Those its
+#: ``torch_class`` does not take may be missing too (:func:`_may_be_missing`).
+_MAY_BE_MISSING = (*IMPLEMENTATION_KEYS, "maximize", "amsgrad", "decoupled_weight_decay")
 
 
 # -- atomic files -----------------------------------------------------------------------------
@@ -114,13 +110,38 @@ def _state_dict_of(source: Any, fn: str) -> StateDict:
     )
 
 
-def _torch_counterpart(optimizer: Any) -> type | None:
-    from .optimizers.registry import REGISTRY  # late: the registry imports this package
+def _parameters(cls: type) -> set[str]:
+    """The names ``cls(...)`` takes as hyperparameters (not ``params``, not ``*``/``**``)."""
+    return {
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name not in ("self", "params") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
-    for info in REGISTRY.values():
-        if type(optimizer) is info.cls:
-            return info.torch_cls
-    return None
+
+def _adaptlr_classes() -> list[type]:
+    """Every adaptlr optimizer class defined so far: the subclasses of ``torch.optim.Optimizer``
+    with a ``torch_class`` (``adaptlr.Optimizer`` declares it, ``import adaptlr`` imports all
+    the named ones), found without importing them: they import this module."""
+    found, todo = [], [torch.optim.Optimizer]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return [c for c in found if hasattr(c, "torch_class")]
+
+
+def _counterpart_of(torch_cls: type, fn: str) -> type | None:
+    """The adaptlr class whose ``torch_class`` is ``torch_cls`` (``None`` if none is)."""
+    declaring = [c for c in _adaptlr_classes() if vars(c).get("torch_class") is torch_cls]
+    hooks = {c.prepare_torch_state_dict.__func__ for c in declaring}
+    if len(hooks) > 1:
+        raise ValueError(
+            f"{fn}: {sorted(c.__qualname__ for c in declaring)} all declare torch_class "
+            f"{torch_cls.__name__}; pass the optimizer itself instead of its state dict"
+        )
+    return declaring[0] if declaring else None
 
 
 def to_torch_state_dict(
@@ -128,19 +149,27 @@ def to_torch_state_dict(
 ) -> StateDict:
     """A state dict that ``torch_cls`` (e.g. ``torch.optim.Adam``) loads and resumes exactly.
 
-    ``source`` is an adaptlr optimizer (then ``torch_cls`` defaults to its counterpart in the
-    registry) or its state dict. Drops ``applied_steps``, hyperparameters ``torch_cls`` does
-    not take and SGD's per-parameter ``step``. Raises ``ValueError`` for what torch cannot
+    ``source`` is an adaptlr optimizer (then ``torch_cls`` defaults to its class's
+    ``torch_class``) or its state dict (then ``torch_cls`` is needed: a dict does not say which
+    optimizer wrote it). Drops ``applied_steps`` and the hyperparameters ``torch_cls`` does not
+    take; the optimizer's :meth:`~adaptlr.Optimizer.prepare_torch_state_dict` does the rest
+    (SGD drops its per-parameter ``step``). Raises ``ValueError`` for what torch cannot
     express: a schedule as ``lr`` (torch takes a number; use a torch lr_scheduler after
-    loading) or RMSprop's ``init="first_gradient"``. The source is not modified.
+    loading), RMSprop's ``init="first_gradient"``. The source is not modified.
     """
     fn = "to_torch_state_dict"
-    if torch_cls is None and not isinstance(source, Mapping):
-        torch_cls = _torch_counterpart(source)
+    if isinstance(source, Mapping):
+        if torch_cls is None:
+            raise TypeError(
+                f"{fn}: give torch_cls (e.g. torch.optim.Adam) with a state dict; an optimizer "
+                f"knows its torch counterpart, a state dict does not"
+            )
+        cls = _counterpart_of(torch_cls, fn)
+    else:
+        cls = type(source)
+        if torch_cls is None:
+            torch_cls = getattr(cls, "torch_class", None)
     sd = copy.deepcopy(_state_dict_of(source, fn))
-    accepted = None
-    if torch_cls is not None:
-        accepted = set(inspect.signature(torch_cls.__init__).parameters) - {"self", "params"}
     for gi, group in enumerate(sd["param_groups"]):
         sched = group.get(SCHEDULE_KEY) or (group["lr"] if callable(group.get("lr")) else None)
         if sched is not None:
@@ -149,23 +178,18 @@ def to_torch_state_dict(
                 f"number as lr. Drive the group's lr with a torch.optim.lr_scheduler instead "
                 f"(adaptlr.schedules.ScheduleLR runs an adaptlr schedule as one)"
             )
-        if group.get("init", "zero") != "zero":
-            raise ValueError(
-                f"{fn}: param group {gi} has init={group['init']!r} (the lecture's RMSProp), "
-                f"which torch.optim.RMSprop cannot express"
-            )
+    if cls is not None and hasattr(cls, "prepare_torch_state_dict"):
+        try:
+            cls.prepare_torch_state_dict(sd)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{fn}: {e}") from e
+    accepted = None if torch_cls is None else _parameters(torch_cls)
+    for group in sd["param_groups"]:
         group.pop("applied_steps", None)
         group.pop("skipped_steps", None)
-        group.pop("init", None)
         if accepted is not None:
             for key in [k for k in group if k not in accepted and k not in _BOOKKEEPING]:
                 del group[key]
-    if torch_cls is torch.optim.SGD:
-        # torch's SGD keeps no step count; it detects the first step by a missing buffer.
-        for idx in list(sd["state"]):
-            sd["state"][idx].pop("step", None)
-            if not sd["state"][idx]:
-                del sd["state"][idx]
     # Copy the tensors: torch's load keeps same-dtype tensors as they are, so without this the
     # optimizer would share memory with the dict (or with the optimizer it came from), and
     # in-place updates (adaptlr's fused path, torch's foreach/fused) would write through.
@@ -181,10 +205,11 @@ def from_torch_state_dict(
     """An adaptlr state dict from a torch.optim one (an optimizer or its ``state_dict()``).
 
     Each group gets ``applied_steps`` (the count schedules are evaluated at): the given
-    number, or else the largest per-parameter ``step`` of the group (0 if none). torch's SGD
-    stores no ``step``; a parameter with a momentum buffer gets ``step = max(applied_steps,
-    1)``, which is all SGD's momentum reads (whether this is its first step). Missing
-    hyperparameters torch lacks (``init``, ``fused``) are filled by
+    number, or else the largest per-parameter ``step`` of the group (0 if none). adaptlr keeps
+    a ``step`` for every parameter with state, torch.optim not for every optimizer (SGD): a
+    parameter with state and no ``step`` has stepped at least once and gets ``step =
+    max(applied_steps, 1)`` (SGD's momentum only reads whether a step is its first). Missing
+    hyperparameters torch lacks (RMSprop's ``init``, ``fused``) are filled by
     :meth:`adaptlr.Optimizer.load_state_dict` from the loading optimizer's defaults.
     ``load_state_dict`` also calls this itself when given a torch.optim state dict.
     """
@@ -203,8 +228,8 @@ def from_torch_state_dict(
         group["applied_steps"] = count
         for i in group["params"]:
             st = state.get(i)
-            if st and "step" not in st and st.get("momentum_buffer") is not None:
-                st["step"] = torch.tensor(float(max(count, 1)), dtype=_scalar_dtype())
+            if st and "step" not in st:
+                st["step"] = torch.tensor(float(max(count, 1)), dtype=scalar_dtype())
     # Copy the tensors: torch's load keeps same-dtype tensors as they are, so without this the
     # optimizer would share memory with the dict (or with the optimizer it came from), and
     # in-place updates (adaptlr's fused path, torch's foreach/fused) would write through.
@@ -214,24 +239,24 @@ def from_torch_state_dict(
     return sd
 
 
-def _scalar_dtype() -> torch.dtype:
-    from .core.base import scalar_dtype
-
-    return scalar_dtype()
-
-
 # -- validation before load_state_dict ---------------------------------------------------------
 def _other_optimizers_hyperparameters() -> set[str]:
-    """Every hyperparameter name of a named optimizer (adaptlr's or torch's counterpart)."""
-    from .optimizers.registry import REGISTRY
-
+    """Every hyperparameter name of an adaptlr optimizer or of its torch counterpart."""
     names: set[str] = set()
-    for info in REGISTRY.values():
-        for cls in (info.cls, info.torch_cls):
-            if cls is not None:
-                names |= set(inspect.signature(cls.__init__).parameters)
+    for cls in _adaptlr_classes():
+        names |= _parameters(cls)
+        if cls.torch_class is not None:
+            names |= _parameters(cls.torch_class)
     # Keys torch's lr schedulers or users add to groups are not in any signature.
-    return names - {"self", "params"}
+    return names
+
+
+def _may_be_missing(optimizer: Optimizer) -> set[str]:
+    """Hyperparameters of ``optimizer`` that a state dict may lack: the common ones, and those
+    its torch counterpart does not take (a torch.optim.RMSprop state dict has no ``init``)."""
+    torch_cls = getattr(type(optimizer), "torch_class", None)
+    lacking = set() if torch_cls is None else set(optimizer.defaults) - _parameters(torch_cls)
+    return {*_MAY_BE_MISSING, *lacking}
 
 
 def _expected_keys(optimizer: Optimizer, group: dict[str, Any]) -> tuple[set[str], set[str]]:
@@ -289,12 +314,13 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any) -> StateDict:
 
     index_to_param: dict[Any, tuple[int, int, Tensor]] = {}
     hyper = set(optimizer.defaults)
+    may_be_missing = _may_be_missing(optimizer)
     for gi, (g, s) in enumerate(zip(groups, saved_groups)):
         if SCHEDULE_KEY in hyper:
             # a saved group without a schedule keeps its own lr, not this optimizer's schedule
             s.setdefault(SCHEDULE_KEY, None)
         missing = [
-            k for k in hyper if k not in s and k not in _MAY_BE_MISSING and k not in _BOOKKEEPING
+            k for k in hyper if k not in s and k not in may_be_missing and k not in _BOOKKEEPING
         ]
         if missing:
             raise ValueError(

@@ -9,6 +9,12 @@ these come out of the step's own pass over memory (``step_stats`` in the generat
 the reference path they are computed from the tensors the step already holds. Either way the
 monitor needs no pass of its own.
 
+The sums are defined once, :data:`STATISTICS` (each a Σ a·b whose factors are written over the
+step's :class:`Leaves`), as η_t/σ_t is by ``eta_over_sigma``: ``kernels.codegen`` generates
+them into the numba and Triton ``step_stats`` kernels (sums per chunk in the compute type,
+then float64 totals), :func:`reference_stats` evaluates them on float64 tensors
+(:func:`evaluate`), and the monitor evaluates them on its own copies for other optimizers.
+
 The sample is every ``stride``-th element of the group's stepped parameters laid end to end
 (the fast path: of its flat state, which pads each tensor to a 16-element boundary), with
 ``stride = ceil(elements / sample)``: a fixed, evenly spread subset, the same elements from one
@@ -19,8 +25,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,6 +42,54 @@ SAMPLE = 16_384
 #: percentiles' ranks is then at most 0.8%, and the monitor selects them with one
 #: ``np.partition`` of at most 4,096 values per group
 EFF_SAMPLE = 4_096
+
+
+@dataclass
+class Leaves:
+    """What a statistic is written over, per element of a measured step: the gradient ``g``
+    (as the update reads it: cast up to the state's dtype, complex as pairs of reals), the
+    parameter before (``p_old``) and after (``p_new``) the step, and ``g_prev``, the group's
+    previous measured step's gradient at the same sampled element. An evaluator passes the
+    leaves it has (the monitor measures the gradient before the step, the parameters after)."""
+
+    g: Any = None
+    p_old: Any = None
+    p_new: Any = None
+    g_prev: Any = None
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One figure of a measured step: Σ a·b over the step's elements (over the sampled ones
+    if ``sampled``), where ``(a, b) = factors(leaves)``, written with arithmetic operators
+    only, so that the same definition runs on symbols (``kernels.codegen`` generates it into
+    the ``step_stats`` kernels), on float64 tensors (:func:`reference_stats`) and on lists of
+    tensors (the monitor's own path, for other optimizers). ``a is b`` marks a sum of squares,
+    which every evaluator takes as such (a norm, a vectorised ``acc + x²``)."""
+
+    name: str
+    factors: Callable[[Leaves], tuple[Any, Any]]
+    sampled: bool = False
+
+
+def _update(x: Leaves) -> tuple[Any, Any]:
+    u = x.p_new - x.p_old
+    return u, u
+
+
+#: The one definition of a measured step's sums, in the order of the kernels' columns
+#: (``stats[k, j]`` of the generated ``step_stats``, ``T[j]``, :class:`StepStats`' fields)
+STATISTICS: tuple[Statistic, ...] = (
+    Statistic("grad_sq", lambda x: (x.g, x.g)),
+    Statistic("update_sq", _update),
+    Statistic("param_sq", lambda x: (x.p_new, x.p_new)),
+    Statistic("sample_dot_prev", lambda x: (x.g, x.g_prev), sampled=True),
+    Statistic("sample_sq", lambda x: (x.g, x.g), sampled=True),
+)
+#: by name
+STATISTIC = {s.name: s for s in STATISTICS}
+#: the statistic also summed per tensor (``StepStats.tensor_grad_sq``, ``T[len(STATISTICS) + t]``)
+PER_TENSOR = "grad_sq"
 
 
 @dataclass(frozen=True)
@@ -102,13 +157,12 @@ def snapshot(params: Sequence[Tensor]) -> list[Tensor]:
     return [_real(p.detach()).clone() for p in params]
 
 
-def _sq(tensors: Sequence[Tensor]) -> Tensor:
-    """Per-tensor sums of squares, float64, on the CPU."""
-    if not tensors:
-        return torch.zeros(0, dtype=torch.float64)
-    return torch.stack(
-        [torch.linalg.vector_norm(t.detach(), dtype=torch.float64).cpu() ** 2 for t in tensors]
-    )
+def evaluate(stat: Statistic, leaves: Leaves) -> Tensor:
+    """``stat`` on float64 tensors: a 0-d float64 tensor (the reference path's arithmetic)."""
+    a, b = stat.factors(leaves)
+    if a is b:
+        return torch.linalg.vector_norm(a, dtype=torch.float64) ** 2
+    return (a * b).sum(dtype=torch.float64)
 
 
 def reference_stats(
@@ -129,14 +183,17 @@ def reference_stats(
     new = [_real(p.detach()) for p in params]
     numels = [g.numel() for g in grads]
     stride = stride_for(sum(numels), request.sample)
-    tensor_grad_sq = _sq(grads)
-    deltas = [n.double() - o.double() for n, o in zip(new, old)]
+    whole = [s for s in STATISTICS if not s.sampled]
+    sums: dict[str, list[Tensor]] = {s.name: [] for s in whole}
     samples, eff = [], []
     start = 0
-    for g, st, n in zip(grads, states, numels):
+    for g, o, n, st, numel in zip(grads, old, new, states, numels):
+        leaves = Leaves(g=g.detach().double(), p_old=o.double(), p_new=n.double())
+        for s in whole:
+            sums[s.name].append(evaluate(s, leaves).cpu())
         first = (-start) % stride
-        start += n
-        if first >= n:
+        start += numel
+        if first >= numel:
             continue
         samples.append(g.reshape(-1)[first::stride].double().cpu())
         if request.eff_lr:
@@ -144,28 +201,32 @@ def reference_stats(
             part = {k: v for k, v in st.items() if k not in keys}
             part.update({k: _real(st[k]).reshape(-1)[first::stride] for k in keys})
             try:  # the step is done: a measurement must not fail it
-                e = transform.effective_lr(part, count)
+                e = transform.effective_lr_one(part, count)
             except Exception:  # noqa: BLE001
                 e = None
             if e is not None:
                 eff.append(e.detach().reshape(-1).double().cpu())
-    sample = torch.cat(samples) if samples else torch.zeros(0, dtype=torch.float64)
+    empty = torch.zeros(0, dtype=torch.float64)
+    per = {k: torch.stack(v) if v else empty for k, v in sums.items()}
+    sample = torch.cat(samples) if samples else empty
     eff_lr = torch.cat(eff) if eff else None
     if eff_lr is not None:
         eff_lr = eff_lr[:: eff_step(len(eff_lr))]
     key = ("reference", tuple(map(id, params)), tuple(numels), stride)
     same = prev is not None and prev.sample_key == key
+    at_sample = Leaves(g=sample, g_prev=prev.grad_sample if same else None)  # type: ignore[union-attr]
+    dot = evaluate(STATISTIC["sample_dot_prev"], at_sample) if same else None
     return StepStats(
-        grad_sq=float(tensor_grad_sq.sum()),
-        update_sq=float(_sq(deltas).sum()),
-        param_sq=float(_sq(new).sum()),
-        tensor_grad_sq=tensor_grad_sq,
+        grad_sq=float(per["grad_sq"].sum()),
+        update_sq=float(per["update_sq"].sum()),
+        param_sq=float(per["param_sq"].sum()),
+        tensor_grad_sq=per[PER_TENSOR],
         grad_sample=sample,
         sample_key=key,
         eff_lr=eff_lr,
         fused=False,
         serial=next_serial(),
-        sample_sq=float((sample * sample).sum()),
+        sample_sq=float(evaluate(STATISTIC["sample_sq"], at_sample)),
         prev_serial=prev.serial if same else None,  # type: ignore[union-attr]
-        sample_dot_prev=float((sample * prev.grad_sample).sum()) if same else None,  # type: ignore[union-attr]
+        sample_dot_prev=None if dot is None else float(dot),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 import pickle
 import warnings
 from collections.abc import Callable, Iterable
@@ -13,29 +14,18 @@ import torch
 from torch import Tensor
 
 from . import kernels
+from ._group_keys import IMPLEMENTATION_KEYS, SCHEDULE_KEY
+from .checkpoint import check_state_dict
 from .core import Transform
 from .core.base import LOW_PRECISION, resolve
-from .kernels.flat import Gathered, clock_of, gather, has_dtensor, watched
+from .kernels import Gathered, has_dtensor
+from .schedules import Schedule
 from .stats import SAMPLE, StatsRequest, StepStats, reference_stats, snapshot
 
 Factory = Callable[..., Transform]
 
-#: torch.optim arguments that select an implementation, not the math: kept in the groups for
-#: compatibility, never passed to a chain.
-IMPLEMENTATION_KEYS = (
-    "foreach",
-    "capturable",
-    "differentiable",
-    "fused",
-    "state_dtype",
-    "nonfinite",
-)
-
 #: what a step does when a gradient holds NaN or inf (the ``nonfinite`` argument)
 NONFINITE = ("ignore", "skip", "raise")
-
-#: the param-group key where a schedule given as ``lr`` lives; ``group["lr"]`` holds its value
-SCHEDULE_KEY = "lr_schedule"
 
 
 class ScheduleOverrideWarning(UserWarning):
@@ -70,7 +60,8 @@ class Optimizer(torch.optim.Optimizer):
         >>> import torch, adaptlr
         >>> from adaptlr import core
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
-        >>> opt = adaptlr.Optimizer([w], core.chain(core.rms(), core.scale_by_learning_rate(0.1)))
+        >>> rule = core.chain(core.mean_sq(), core.scale_by_learning_rate(0.1))
+        >>> opt = adaptlr.Optimizer([w], rule)
         >>> w.grad = torch.tensor([2.0, -0.5])
         >>> opt.step()
         >>> w.detach()  # the first step of the lecture's RMS rule is -lr·sign(g), up to eps
@@ -105,31 +96,41 @@ class Optimizer(torch.optim.Optimizer):
             )
         )
         super().__init__(params, defaults)
-        # per-parameter state dicts count their changes (see kernels.flat.WatchedState)
-        self.state = watched(self.state, clock_of(self))
+        #: the fused fast path: its plans, and the clock the state dicts tick on every change
+        #: (see kernels.WatchedState)
+        self._fast_path = kernels.FastPath()
+        self.state = self._fast_path.watched(self.state)
         #: what the last step measured per group, when asked by :meth:`request_stats`
         self.last_stats: list[StepStats | None] = []
 
     def __getstate__(self) -> dict[str, Any]:
         # torch keeps only defaults, state and groups; a copy (copy.deepcopy, pickle) also
-        # needs the chain, and the clock its state dicts tick. The fast path's flat plans are
-        # not kept: the copy's first step rebuilds them from its state entries.
+        # needs the chain, and the fast path's clock, which its state dicts tick (the fast
+        # path's flat plans are not kept: the copy's first step rebuilds them).
         return {
             **super().__getstate__(),
             "_factory": self._factory,
             "_hyper": self._hyper,
-            "_adaptlr_clock": clock_of(self),
+            "_fast_path": self._fast_path,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # also how torch's load_state_dict installs the loaded state
         super().__setstate__(state)
-        self.state = watched(self.state, clock_of(self))
+        self.state = self.__dict__.setdefault("_fast_path", kernels.FastPath()).watched(self.state)
         self.__dict__.setdefault("last_stats", [])
 
     # -- hyperparameters --------------------------------------------------------------------
     def check_group(self, group: dict[str, Any]) -> None:
         """Raise a clear error for a bad hyperparameter of ``group`` (named optimizers)."""
+
+    def check_changed(self, group: dict[str, Any], names: list[str]) -> None:
+        """Check ``group`` after the hyperparameters ``names`` changed between steps.
+
+        :meth:`check_group` here; an optimizer that can check one value at a time (the
+        declared ones) checks only those, and what relates them.
+        """
+        self.check_group(group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # Validate the completed group before torch records it, so nothing is half-applied.
@@ -153,54 +154,134 @@ class Optimizer(torch.optim.Optimizer):
             _check_listed_once(type(self).__name__, param_group)
         super().add_param_group(param_group)
         group = self.param_groups[-1]
+        if not isinstance(self._factory, Transform):  # checked above: the first step need not
+            chains = self.__dict__.setdefault("_chains", {})
+            chains[id(group)] = (group, self._snapshot(group), None, None)
         group.setdefault("applied_steps", 0)
         group.setdefault("skipped_steps", 0)
         if group.get(SCHEDULE_KEY) is not None:
             # recorded now, so that a scheduler writing lr before the first step is seen
             self._write_lr(group)
 
-    def transform_for(self, group: dict[str, Any]) -> Transform:
-        """The chain that updates ``group`` with its current hyperparameters."""
+    def transform_for(self, group: dict[str, Any], gi: int | None = None) -> Transform:
+        """The chain that updates ``group``, built once per group and structure.
+
+        Hyperparameters are data: the factory receives each number of the group as a
+        :class:`GroupValue`, which the chain reads when a step makes its coefficients, so a
+        scheduler or a hand writing a new ``lr``, ``betas`` or ``weight_decay`` rebuilds and
+        retraces nothing. A changed value is checked here, before it reaches a parameter; the
+        chain is rebuilt only when the group's *structure* changes (a flag such as
+        ``amsgrad``, or a number becoming zero or nonzero, which adds or drops a part).
+        """
         if isinstance(self._factory, Transform):
             return self._factory
-        values = self._values(group, live=True)
-        cache = self.__dict__.setdefault("_transforms", {})
+        read, lr_at = self._reader()
         try:
-            return cache[values]
-        except TypeError:  # an unhashable hyperparameter (e.g. a list): build it every time
-            return self._build(group, values)
-        except KeyError:
-            if len(cache) > 64:  # a scheduler writing a new lr each step: keep memory bounded
-                cache.clear()
-            cache[values] = self._build(group, values)
-            return cache[values]
+            now = read(group)
+        except KeyError:  # (a group that lacks a hyperparameter: the check names it)
+            now = tuple(group.get(k) for k in self._hyper)
+        chains = self.__dict__.setdefault("_chains", {})
+        hit = chains.get(id(group))
+        if (
+            hit is not None
+            and hit[0] is group
+            and hit[3] is not None
+            and group.get(SCHEDULE_KEY) is hit[2][0]
+        ):
+            # the usual steps, compared in C: nothing changed, or only a new plain lr
+            if now == hit[1]:
+                return hit[3]
+            if lr_at is not None:
+                lr = now[lr_at]
+                if (
+                    type(lr) is float
+                    and 0.0 <= lr < math.inf
+                    and now[:lr_at] == hit[1][:lr_at]
+                    and now[lr_at + 1 :] == hit[1][lr_at + 1 :]
+                ):
+                    chains[id(group)] = (group, now, hit[2], hit[3])
+                    return hit[3]
+        if hit is not None and hit[0] is not group:  # a new group at a freed dict's id
+            hit = None
+        # a list or a tensor is compared by its values (it may change in place)
+        now = tuple(_frozen(v) for v in now)
+        if hit is None or hit[1] != now:
+            self._check_changed(group, gi, None if hit is None else hit[1], now)
+        # lr never shapes a chain (every step may write a new one, zero included)
+        shape = (group.get(SCHEDULE_KEY),) + tuple(
+            None if k == "lr" else _structure(v) for k, v in zip(self._hyper, now)
+        )
+        if hit is not None and hit[2] == shape and hit[3] is not None:
+            t = hit[3]
+        else:
+            t = self._build(self._values(group, live=True))
+        if len(chains) > 256:  # groups of optimizers loaded again and again
+            chains.clear()
+        chains[id(group)] = (group, now, shape, t)
+        return t
+
+    def _reader(self) -> tuple[Callable[[dict[str, Any]], tuple[Any, ...]], int | None]:
+        """A function reading a group's hyperparameters as a tuple in one C call, and the
+        position of ``lr`` in it."""
+        cached = self.__dict__.get("_read_hyper")
+        if cached is None or cached[0] is not self._hyper:
+            keys = self._hyper
+            read = operator.itemgetter(*keys) if len(keys) > 1 else _tuple_getter(keys)
+            lr_at = keys.index("lr") if "lr" in keys else None
+            cached = self.__dict__["_read_hyper"] = (keys, read, lr_at)
+        return cached[1], cached[2]
+
+    def _snapshot(self, group: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(_frozen(group.get(k)) for k in self._hyper)
+
+    def _check_changed(
+        self,
+        group: dict[str, Any],
+        gi: int | None,
+        before: tuple[Any, ...] | None,
+        now: tuple[Any, ...],
+    ) -> None:
+        """Check the hyperparameters of ``group`` that changed since they were last checked.
+
+        A new plain-number ``lr`` (a scheduler's, every step) costs one comparison; other
+        changes run :meth:`check_changed` (a new group, :meth:`check_group`), whose error then
+        names the param group.
+        """
+        try:
+            if before is None:
+                self.check_group(group)
+                return
+            changed = [k for k, b, n in zip(self._hyper, before, now) if b != n]
+            lr = group.get("lr")
+            if changed == ["lr"] and type(lr) is float and 0.0 <= lr < math.inf:
+                return
+            self.check_changed(group, changed)
+        except (TypeError, ValueError) as e:
+            if gi is None:
+                raise
+            raise type(e)(f"{type(self).__name__} (param group {gi}): {e}") from None
 
     def _values(self, group: dict[str, Any], live: bool) -> tuple[Any, ...]:
         """The group's hyperparameters as the factory takes them.
 
-        ``lr`` is data, not part of the chain's identity: a schedule reaches the chain as
-        itself (evaluated at each step's count) and, with ``live``, a number as
-        :class:`GroupLR`, which reads ``group["lr"]`` when a step makes its coefficients. A
-        scheduler that writes a new lr every step then rebuilds and retraces nothing.
+        With ``live``, each number (also inside a tuple, as ``betas``) is a
+        :class:`GroupValue` that reads the group when a step makes its coefficients, and an
+        ``lr`` schedule is the schedule itself (evaluated at each step's count); without, the
+        numbers themselves (:meth:`transform`).
         """
-        sched = group.get(SCHEDULE_KEY)
-        if sched is not None:
-            lr: Any = sched
-        elif live and "lr" in self._hyper:
-            lives = self.__dict__.setdefault("_group_lrs", {})
-            lr = lives.get(id(group))
-            if lr is None or lr.group is not group:  # (a new group at a freed dict's id)
-                if len(lives) > 64:  # groups of optimizers loaded again and again
-                    lives.clear()
-                lr = lives[id(group)] = GroupLR(group)
-        else:
-            lr = group.get("lr")
-        return tuple(lr if k == "lr" else group[k] for k in self._hyper)
+        out = []
+        for k in self._hyper:
+            v = group.get(k)
+            if k == "lr" and group.get(SCHEDULE_KEY) is not None:
+                v = group[SCHEDULE_KEY]
+            elif live and _is_number(v):
+                v = GroupValue(group, k)
+            elif live and isinstance(v, (tuple, list)) and all(_is_number(x) for x in v):
+                v = tuple(GroupValue(group, k, i) for i in range(len(v)))
+            out.append(v)
+        return tuple(out)
 
-    def _build(self, group: dict[str, Any], values: tuple[Any, ...]) -> Transform:
-        # New hyperparameter values (a scheduler, or a hand edit of the group): check them
-        # as the constructor did, before they reach a parameter.
-        self.check_group(group)
+    def _build(self, values: tuple[Any, ...]) -> Transform:
         t = self._factory(**dict(zip(self._hyper, values)))
         if not isinstance(t, Transform):
             raise TypeError(
@@ -220,8 +301,7 @@ class Optimizer(torch.optim.Optimizer):
         opt = cls([torch.zeros(0, requires_grad=True)], **hyperparameters)
         if isinstance(opt._factory, Transform):
             return opt._factory
-        group = opt.param_groups[0]
-        return opt._build(group, opt._values(group, live=False))  # the numbers themselves
+        return opt._build(opt._values(opt.param_groups[0], live=False))  # the numbers
 
     # -- what users ask for ------------------------------------------------------------------
     def current_lr(self) -> list[float | None]:
@@ -247,7 +327,7 @@ class Optimizer(torch.optim.Optimizer):
             count = group.get("applied_steps", 0)
             out.append(
                 [
-                    t.effective_lr(self.state[p], count) if self.state.get(p) else None
+                    t.effective_lr_one(self.state[p], count) if self.state.get(p) else None
                     for p in group["params"]
                 ]
             )
@@ -256,30 +336,20 @@ class Optimizer(torch.optim.Optimizer):
     # -- the step ----------------------------------------------------------------------------
     def _prepare(self) -> list[tuple[dict[str, Any], list[Tensor], Transform, Gathered]]:
         """Every group's parameters with a gradient, its chain and what
-        :func:`adaptlr.kernels.flat.gather` found about them (their gradients, and addresses),
+        :meth:`adaptlr.kernels.FastPath.gather` found about them (their gradients, and addresses),
         checked before any change."""
         work = []
         for gi, group in enumerate(self.param_groups):
             self._sync_schedule(gi, group)
-            lr = group.get("lr")
-            # the chain reads lr at each step (GroupLR), so a value a scheduler or a hand wrote
-            # is checked here, before anything changes; a plain valid float costs one test
-            if (
-                "lr" in self._hyper
-                and not (type(lr) is float and 0.0 <= lr < math.inf)
-                and not isinstance(lr, Tensor)
-            ):
-                from .optimizers import _checks  # late: the optimizers import this module
-
-                _checks.lr(f"{type(self).__name__} (param group {gi})", lr)
+            t = self.transform_for(group, gi)  # checks what changed, before anything changes
             # one pass: with 10,000 tensors, per-tensor Python costs show in a fused step
-            found = gather(group["params"], kernels.last_active(self, group))
+            found = self._fast_path.gather(group)
             if not found.dense and any(g.layout != torch.strided for g in found.grads):
                 raise TypeError(
                     f"{type(self).__name__} does not support sparse gradients "
                     f"(param group {gi}); use torch.optim.SparseAdam or dense gradients"
                 )
-            work.append((group, found.params, self.transform_for(group), found))
+            work.append((group, found.params, t, found))
         return work
 
     def _sync_schedule(self, gi: int, group: dict[str, Any]) -> None:
@@ -312,7 +382,7 @@ class Optimizer(torch.optim.Optimizer):
                     f"scheduler object, adaptlr.schedules.ScheduleLR(optimizer) follows the "
                     f"optimizer's own)",
                     ScheduleOverrideWarning,
-                    stacklevel=kernels._user_stacklevel(),
+                    stacklevel=kernels.user_stacklevel(),
                 )
         self._write_lr(group, want)
 
@@ -397,7 +467,7 @@ class Optimizer(torch.optim.Optimizer):
             # nothing (the monitor then measures through its hooks, over whole DTensors)
             measure = request if request is None or not has_dtensor(params) else None
             if group.get("fused") is not False:
-                taken = kernels.fused_step(self, group, params, t, measure, found)
+                taken = self._fast_path.step(self, group, params, t, measure, found)
                 if taken:
                     group["applied_steps"] += 1
                     if isinstance(taken, StepStats):
@@ -439,7 +509,7 @@ class Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict, each parameter's state a plain ``dict``.
 
-        The fast path keeps its parameters' state in :class:`~adaptlr.kernels.flat.WatchedState`
+        The fast path keeps its parameters' state in :class:`~adaptlr.kernels.WatchedState`
         dicts; a checkpoint must not need adaptlr's classes to load
         (``torch.load(..., weights_only=True)`` accepts plain containers only).
         """
@@ -456,8 +526,6 @@ class Optimizer(torch.optim.Optimizer):
         ``applied_steps``) is migrated with :func:`adaptlr.checkpoint.from_torch_state_dict`,
         and hyperparameters it lacks (``init``, ``fused``) take this optimizer's defaults.
         """
-        from .checkpoint import check_state_dict  # late: checkpoint imports this module
-
         checked = check_state_dict(self, state_dict)
         super().load_state_dict(checked)
         for gi, group in enumerate(self.param_groups):
@@ -473,25 +541,86 @@ class Optimizer(torch.optim.Optimizer):
                 if k != "step" and isinstance(v, Tensor) and v.dtype != p.dtype:
                     self.state[p][k] = v.to(device=p.device, copy=True)
 
+    #: torch.optim's class with this class's arguments and results (``None``: there is none);
+    #: :func:`adaptlr.checkpoint.to_torch_state_dict` converts for it
+    torch_class: type[torch.optim.Optimizer] | None = None
 
-class GroupLR:
-    """A param group's current ``lr``, read when a step makes its coefficients.
+    @classmethod
+    def prepare_torch_state_dict(cls, state_dict: dict[str, Any]) -> None:
+        """Change ``state_dict`` in place into what ``torch_class`` loads; here, nothing.
+
+        :func:`adaptlr.checkpoint.to_torch_state_dict` calls it with a copy of a state dict of
+        this class (``applied_steps`` still in the groups; it drops that and the hyperparameters
+        ``torch_class`` does not take afterwards). A named optimizer whose state differs from
+        its torch counterpart's overrides it, and raises ``ValueError`` for what torch cannot
+        express.
+        """
+
+
+class GroupValue:
+    """A param group's hyperparameter (``group[key]``, or its ``index``-th element), read when
+    a step makes its coefficients.
 
     It stands in the chain where the number would: the chain and its traced kernel then do
-    not depend on the value, which torch's schedulers change every step (the value reaches
-    the kernel as a coefficient, as a schedule's does).
+    not depend on the value, which torch's schedulers change every step (lr; OneCycleLR's
+    betas); the value reaches the kernel as a coefficient, as a schedule's does. Its truth is
+    the value's, so that a factory can leave out a part for a zero (``if weight_decay:``);
+    :meth:`Optimizer.transform_for` rebuilds when that changes. ``lr`` has no truth: every
+    step may change it, so no chain may depend on it.
     """
 
-    __slots__ = ("group",)
+    __slots__ = ("group", "index", "key")
 
-    def __init__(self, group: dict[str, Any]) -> None:
-        self.group = group
+    def __init__(self, group: dict[str, Any], key: str, index: int | None = None) -> None:
+        self.group, self.key, self.index = group, key, index
 
     def __call__(self, step: int) -> float:
-        return float(self.group["lr"])
+        v = self.group[self.key]
+        return float(v if self.index is None else v[self.index])
+
+    def __bool__(self) -> bool:
+        if self.key == "lr":
+            raise TypeError(
+                "a transform factory must not branch on lr: it is data that any step may change "
+                "(zero included); build the same chain for every lr"
+            )
+        return self(0) != 0.0
 
     def __repr__(self) -> str:
-        return "group['lr']"
+        return f"group[{self.key!r}]" + ("" if self.index is None else f"[{self.index}]")
+
+
+def _tuple_getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``operator.itemgetter`` for zero or one key, which would not return a tuple."""
+    return lambda group: tuple(group[k] for k in keys)
+
+
+def _is_number(v: Any) -> bool:
+    """A real number (a 0-d tensor too), not a bool."""
+    if isinstance(v, Tensor):
+        return v.numel() == 1 and not v.is_complex() and v.dtype != torch.bool
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _frozen(v: Any) -> Any:
+    """``v`` as a value that a later change to the group's object cannot alter (a list's
+    elements, a tensor's value)."""
+    if isinstance(v, list):
+        return tuple(_frozen(x) for x in v)
+    if isinstance(v, Tensor) and v.numel() == 1:
+        return ("tensor", v.item())
+    return v
+
+
+def _structure(v: Any) -> Any:
+    """What of a hyperparameter value shapes a chain: of a number, only whether it is zero."""
+    if isinstance(v, tuple) and v[:1] == ("tensor",):
+        return ("number", v[1] != 0)
+    if isinstance(v, tuple):
+        return tuple(_structure(x) for x in v)
+    if _is_number(v):
+        return ("number", v != 0)
+    return v
 
 
 def as_schedule(owner: str, lr: Any) -> Any:
@@ -502,8 +631,6 @@ def as_schedule(owner: str, lr: Any) -> Any:
     :class:`adaptlr.schedules.Schedule` subclasses only: a function or a lambda is refused now,
     not at the first save.
     """
-    from .schedules import Schedule  # late: schedules is a sibling package users may not need
-
     if isinstance(lr, Schedule):
         try:
             pickle.dumps(lr)
@@ -537,8 +664,8 @@ def _group_tensors(group: dict[str, Any]) -> list[Tensor]:
 
 def _check_listed_once(owner: str, group: dict[str, Any]) -> None:
     """Refuse a tensor listed twice in one group. torch.optim warns that this will become an
-    error and steps it once per listing, each of its implementations differently (Adam, three
-    steps from 1.0 with lr 0.1: 0.408 for-loop, 0.406 foreach, 0.447 fused)."""
+    error and steps it once per listing, and its for-loop, foreach and fused Adam then give
+    three different results."""
     first: dict[int, int] = {}
     for i, t in enumerate(_group_tensors(group)):
         j = first.setdefault(id(t), i)

@@ -30,8 +30,8 @@ def test_debiased_ema_magnitude_is_adam_with_b1_zero():
 
 
 def test_rule_without_direction_is_the_magnitude_alone():
-    a, _ = run(core.chain(core.rss(), core.scale(-0.1)))
-    b, _ = run(core.chain(core.rule(None, core.rss()), core.scale(-0.1)))
+    a, _ = run(core.chain(core.sum_sq(), core.scale(-0.1)))
+    b, _ = run(core.chain(core.rule(None, core.sum_sq()), core.scale(-0.1)))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -48,7 +48,7 @@ def test_first_gradient_init_equals_zero_init_with_debias_at_step_one():
 
 
 def test_rms_is_the_running_mean_of_squares():
-    t = core.chain(core.rms(eps=0.0))
+    t = core.chain(core.mean_sq(eps=0.0))
     _, state = run(t, steps=7, seed=4)
     gen = torch.Generator().manual_seed(4)
     torch.randn(4, 3, generator=gen, dtype=torch.float64)  # the parameter's draw

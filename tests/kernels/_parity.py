@@ -135,7 +135,7 @@ def assert_same(fused, ref, pa, pb, tol, starts=None):
 def user_chain():
     return core.chain(
         core.clip_by_value(1.0),
-        core.rule(core.momentum(0.9), core.rms()),
+        core.rule(core.momentum(0.9), core.mean_sq()),
         core.scale_by_learning_rate(0.01),
     )
 

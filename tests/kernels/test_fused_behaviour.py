@@ -183,7 +183,7 @@ def test_loading_a_state_dict_frees_the_old_flat_buffers():
     _steps([(fused, pa)], 0, 3)
     fused.load_state_dict(fused.state_dict())  # new group dicts
     _steps([(fused, pa)], 3, 2)
-    plans = fused.__dict__["_adaptlr_plans"]
+    plans = fused._fast_path.plans
     assert len(plans) == 1
     assert next(iter(plans.values())).group is fused.param_groups[0]
 
@@ -191,8 +191,8 @@ def test_loading_a_state_dict_frees_the_old_flat_buffers():
 def test_a_scheduler_changing_lr_every_step_reuses_one_program():
     """Only a coefficient changes: one traced program and one compiled kernel, not one a step."""
     import adaptlr
-    from adaptlr import kernels
     from adaptlr.kernels import backends
+    from adaptlr.kernels import programs as traced
 
     w = torch.nn.Parameter(torch.zeros(64))
     opt = adaptlr.Adam([w], lr=0.1, betas=(0.85, 0.995))  # a chain no other test traces
@@ -200,12 +200,12 @@ def test_a_scheduler_changing_lr_every_step_reuses_one_program():
     w.grad = torch.ones(64)
     opt.step()
     sched.step()
-    programs, compiled = len(kernels._by_signature), len(backends._by_program)
+    programs, compiled = len(traced._by_signature), len(backends._by_program)
     for _ in range(20):
         w.grad = torch.ones(64)
         opt.step()
         sched.step()
-    assert len(kernels._by_signature) == programs
+    assert len(traced._by_signature) == programs
     assert len(backends._by_program) == compiled
 
 
@@ -504,8 +504,7 @@ def test_gather_against_the_last_step_reads_what_the_tensors_hold(kind):
     """The usual step compares each parameter with the last step's active set as it reads it
     (``gather(params, expect)``); whatever changed since, what it returns must be what the
     tensors hold now, read here by hand, and the same as the full loop's."""
-    from adaptlr import kernels
-    from adaptlr.kernels import flat
+    from adaptlr.kernels.gather import gather
 
     ps = [torch.randn(5, 3, dtype=torch.float64).requires_grad_()]
     ps += [torch.randn(5, 3).requires_grad_() for _ in range(5)]
@@ -514,12 +513,12 @@ def test_gather_against_the_last_step_reads_what_the_tensors_hold(kind):
         p.grad = torch.randn_like(p)
     opt.step()
     group = opt.param_groups[0]
-    expect = kernels.last_active(opt, group)
+    expect = opt._fast_path.last_active(group)
     assert expect is not None and len(expect.params) == len(ps)
     _change(kind, ps)
     if kind == "nothing":  # the usual step: compared as read, the last step's lists kept
-        assert flat.gather(group["params"], expect).pptrs is expect.pptrs
-    for found in (flat.gather(group["params"], expect), flat.gather(group["params"])):
+        assert gather(group["params"], expect).pptrs is expect.pptrs
+    for found in (gather(group["params"], expect), gather(group["params"])):
         got = (
             found.params,
             found.grads,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptlr.kernels import flat
+from adaptlr.kernels import launch, plan
 from adaptlr.optimizers.registry import REGISTRY
 
 from ._parity import assert_same, norm_chain, run_pair, set_grads, user_chain
@@ -24,7 +24,7 @@ CASES = [
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     """Chunks of 8 elements: tensors span several chunks, as large ones do."""
-    monkeypatch.setattr(flat, "CPU_CHUNK", 8)
+    monkeypatch.setattr(plan, "CPU_CHUNK", 8)
 
 
 @pytest.mark.parametrize("info, cfg", CASES)
@@ -73,8 +73,8 @@ def test_serial_and_parallel_kernels_equal_reference(
     from adaptlr.kernels import backends
 
     if threads != "serial":
-        monkeypatch.setattr(flat, "PARALLEL_GRAIN", 1)
-    if torch.get_num_threads() < 2 or flat._max_threads() < 2:
+        monkeypatch.setattr(launch, "PARALLEL_GRAIN", 1)
+    if torch.get_num_threads() < 2 or launch.max_threads() < 2:
         pytest.skip("one thread: every kernel is the serial one")
     if threads == "torch-one-thread":
         torch_threads(1)

@@ -19,7 +19,7 @@ import pytest
 import torch  # noqa: E402
 
 import adaptlr  # noqa: E402
-from adaptlr.kernels import FusedFallbackWarning, flat  # noqa: E402
+from adaptlr.kernels import FusedFallbackWarning, plan  # noqa: E402
 from adaptlr.optimizers.registry import REGISTRY  # noqa: E402
 
 from ._parity import make, make_params, norm_chain, rel_err, set_grads  # noqa: E402
@@ -75,7 +75,7 @@ def _case(cid):
 def backend(request, monkeypatch):
     if request.param == "numba":
         pytest.importorskip("numba")
-        monkeypatch.setattr(flat, "CPU_CHUNK", 8)
+        monkeypatch.setattr(plan, "CPU_CHUNK", 8)
         yield
         return
     pytest.importorskip("triton")
@@ -83,7 +83,7 @@ def backend(request, monkeypatch):
         pytest.skip("the Triton interpreter needs TRITON_INTERPRET=1 before triton is imported")
     from adaptlr import kernels
 
-    monkeypatch.setattr(flat, "TRITON_BLOCK", 16)
+    monkeypatch.setattr(plan, "TRITON_BLOCK", 16)
     with kernels.use_triton_on_cpu():
         yield
 

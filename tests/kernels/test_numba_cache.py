@@ -22,7 +22,7 @@ CHILD = r"""
 import json, math, sys
 import numpy as np
 import torch
-from adaptlr.kernels import _numba_support, backends, flat
+from adaptlr.kernels import _numba_support, backends, launch
 from adaptlr.optimizers.registry import REGISTRY
 from tests.kernels._parity import make_params, measured_pair, norm_chain, user_chain
 from tests.kernels._parity import worst_rel_err
@@ -30,8 +30,8 @@ from tests.kernels._parity import worst_rel_err
 worst = 0.0
 kinds = [(info.cls, info.all_configs[0]) for info in REGISTRY.values()]
 kinds += [(user_chain(), {}), (norm_chain(), {})]
-for grain in (flat.PARALLEL_GRAIN, 1):  # the serial kernels, then the parallel ones
-    flat.PARALLEL_GRAIN = grain
+for grain in (launch.PARALLEL_GRAIN, 1):  # the serial kernels, then the parallel ones
+    launch.PARALLEL_GRAIN = grain
     for kind, cfg in kinds:
         worst = max(worst, worst_rel_err(*measured_pair(kind, cfg, 6, measure_at=4)))
 info = REGISTRY["adam"]

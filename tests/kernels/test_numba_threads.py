@@ -18,11 +18,11 @@ pytest.importorskip("numba")
 FORK = r"""
 import multiprocessing as mp
 import numba, torch
-from adaptlr.kernels import flat
+from adaptlr.kernels import launch
 from tests.kernels._parity import measured_pair, norm_chain, worst_rel_err
 from adaptlr.optimizers.registry import REGISTRY
 
-flat.PARALLEL_GRAIN = 1  # the tests' small tensors go to the parallel kernels
+launch.PARALLEL_GRAIN = 1  # the tests' small tensors go to the parallel kernels
 kinds = [(REGISTRY["adam"].cls, REGISTRY["adam"].all_configs[0]), (norm_chain(), {})]
 
 

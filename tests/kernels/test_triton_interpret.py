@@ -14,7 +14,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 
 from adaptlr import kernels  # noqa: E402
-from adaptlr.kernels import flat  # noqa: E402
+from adaptlr.kernels import plan  # noqa: E402
 from adaptlr.optimizers.registry import REGISTRY  # noqa: E402
 
 from ._parity import (  # noqa: E402
@@ -43,7 +43,7 @@ CASES = [
 
 @pytest.fixture(autouse=True)
 def triton_on_cpu(monkeypatch):
-    monkeypatch.setattr(flat, "TRITON_BLOCK", 16)  # several programs per tensor, masked tails
+    monkeypatch.setattr(plan, "TRITON_BLOCK", 16)  # several programs per tensor, masked tails
     with kernels.use_triton_on_cpu():
         yield
 
@@ -112,8 +112,8 @@ def test_full_chunks_and_the_alignment_flag(misaligned):
         ref.step()
     for a, b in zip(pa, pb):
         assert torch.allclose(a, b, rtol=1e-6, atol=0)
-    (plan,) = fused.__dict__["_adaptlr_plans"].values()
-    (part,) = plan.last.parts
-    tables = part["dev_tables"]
-    assert tables["full"][0].numel() == 4  # 40 = 16 + 16 + 8, 37 = 16 + 16 + 5
-    assert bool(tables["pptr_aligned"]) == (not misaligned)
+    (group_plan,) = fused._fast_path.plans.values()
+    (segment,) = group_plan.last.segments
+    tables = segment.dev_tables
+    assert tables.full[0].numel() == 4  # 40 = 16 + 16 + 8, 37 = 16 + 16 + 5
+    assert bool(tables.pptr_aligned) == (not misaligned)

@@ -58,7 +58,8 @@ def test_schedule_spec_takes_the_optimizer_lr_as_peak() -> None:
 
 
 def test_user_chain_with_global_clipping_is_not_batched() -> None:
-    chain = core.chain(core.clip_by_global_norm(1.0), core.rms(), core.scale_by_learning_rate(0.1))
+    lr = core.scale_by_learning_rate(0.1)
+    chain = core.chain(core.clip_by_global_norm(1.0), core.mean_sq(), lr)
     both = run(ROSENBROCK, chain, STARTS, steps=30)
     for r, s in enumerate(STARTS):
         one = run(ROSENBROCK, chain, [s], steps=30)

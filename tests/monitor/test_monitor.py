@@ -377,3 +377,27 @@ def test_percentiles_match_numpy(case):
         assert g == pytest.approx(w, rel=1e-12)
     assert _percentiles(np.full(3, np.nan), qs) != _percentiles(x, qs)
     assert all(math.isnan(v) for v in _percentiles(np.full(3, np.nan), qs))
+
+
+def test_both_sources_give_the_same_record():
+    """A step that measures itself (adaptlr's) and the monitor's own passes (torch's) feed the
+    one record builder: the same keys, and the same figures for the same update."""
+    recs = []
+    for make in (
+        lambda ps: adaptlr.SGD(ps, lr=0.1, fused=False),
+        lambda ps: torch.optim.SGD(ps, lr=0.1),
+    ):
+        params = _params()
+        opt = make(params)
+        mon = Monitor(opt, eff_lr=False)
+        torch.manual_seed(1)
+        for _ in range(2):
+            _step(opt, params, [torch.randn_like(p) for p in params])
+            mon.record(1.0)
+        recs.append(mon.records[-1])
+    native, own = recs
+    assert set(native) == set(own)
+    for key in ("grad_norm", "update_norm", "param_norm", "update_ratio", "cos"):
+        assert native[key] == pytest.approx(own[key], rel=1e-6), key
+    assert native["group_grad_norm"] == pytest.approx(own["group_grad_norm"], rel=1e-6)
+    assert native["lr"] == own["lr"] == [0.1] and native["eff_lr"] == own["eff_lr"] == [None]

@@ -1,18 +1,20 @@
 r"""The parts of θ_{t+1} = θ_t − (η_t/σ_t)·m_t, composed with :func:`chain`.
 
 - directions m_t: :class:`momentum` (heavy ball, Nesterov), :class:`ema`, :class:`nesterov_ema`
-- magnitudes σ_t: :class:`rss` (Adagrad), :class:`rms` (the lecture's mean), :class:`ema_sq`
+- magnitudes σ_t: :class:`sum_sq` (Adagrad), :class:`mean_sq` (the lecture's mean), :class:`ema_sq`
   (RMSProp / Adam / AMSGrad / centered), :class:`rectified` (RAdam); :class:`rule` divides a
   direction by a magnitude
 - η_t and friends: :class:`scale_by_learning_rate`, :class:`scale_by_lr_decay`, :class:`scale`,
-  :class:`negate`, :class:`add_decayed_weights`, :class:`clip_by_value`,
-  :class:`clip_by_global_norm`
+  :class:`negate`, :class:`add_decayed_weights`, :class:`add_constant`, :class:`clip_by_value`,
+  :class:`clip_by_global_norm`; :class:`bound` clips η_t/σ_t between bounds (AdaBound)
 """
 
 from .base import Buffer, Context, Part, Scalar, State, TorchOps, Transform, chain, resolve
+from .bounds import bound
 from .direction import ema, momentum, nesterov_ema
-from .magnitude import Magnitude, ema_sq, rectified, rms, rss, rule
-from .scale import (
+from .magnitude import Magnitude, ema_sq, mean_sq, rectified, rule, sum_sq
+from .scaling import (
+    add_constant,
     add_decayed_weights,
     clip_by_global_norm,
     clip_by_value,
@@ -31,21 +33,42 @@ __all__ = [
     "State",
     "TorchOps",
     "Transform",
+    "add_constant",
     "add_decayed_weights",
+    "bound",
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
     "ema",
     "ema_sq",
+    "mean_sq",
     "momentum",
     "negate",
     "nesterov_ema",
     "rectified",
     "resolve",
-    "rms",
-    "rss",
     "rule",
     "scale",
     "scale_by_learning_rate",
     "scale_by_lr_decay",
+    "sum_sq",
 ]
+
+#: names of earlier releases, kept for one release: ``rss`` and ``rms`` differed by one letter
+#: for a sum and a mean
+_RENAMED = {"rss": "sum_sq", "rms": "mean_sq"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"adaptlr.core.{name} is renamed adaptlr.core.{new}; the old name goes in the next "
+            f"release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .. import _checks
 
 # A hyperparameter that may change with time: a number or a schedule ``step -> value``.
 Value = float | Callable[[int], float]
@@ -38,6 +41,18 @@ def resolve(value: Value, step: int) -> float:
 
 #: parameter dtypes whose optimizer state is kept in float32 unless asked otherwise
 LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def all_reduce_sum(value: float, process_group: Any) -> float:
+    """``value`` summed over the processes of ``process_group`` (``"world"``: all of them),
+    in float64, on the device the group's backend reduces on."""
+    import torch.distributed as dist  # late: most processes never reduce
+
+    group = None if process_group == "world" else process_group
+    device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total, group=group)
+    return float(total)
 
 
 def default_state_dtype(param_dtype: torch.dtype) -> torch.dtype:
@@ -100,7 +115,7 @@ class Buffer:
     """
 
     name: str
-    fill: float = 0.0
+    fill: Value = 0.0
 
 
 @dataclass(frozen=True)
@@ -143,8 +158,21 @@ class Part:
 
     def __post_init__(self) -> None:
         # Hyperparameters are checked where they are given, not found as NaN many steps later.
+        self._check_fields()
+
+    def _check_fields(self, **allowed: _checks.Allowed) -> None:
+        """Check every field: by ``allowed[name]`` where given, else by its annotation
+        (``float``/``Value``: a finite number; ``bool``: True or False).
+
+        A callable given for a number (a schedule, or a live value that reads a param group)
+        is accepted unchecked: it is checked where it enters (the param group).
+        """
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            _check_field(type(self).__name__, f.name, str(f.type), getattr(self, f.name))
+            rule = allowed.get(f.name) or _BY_ANNOTATION.get(str(f.type))
+            value = getattr(self, f.name)
+            if rule is None or (isinstance(rule, _checks.Number) and _checks.is_live(value)):
+                continue
+            rule.check(type(self).__name__, f.name, value)
 
     def coefficients(
         self, ctx: Context, scalars: Mapping[str, float]
@@ -183,19 +211,12 @@ class Part:
 State = list[dict[str, Tensor]]
 
 
-def _check_field(owner: str, name: str, kind: str, value: Any) -> None:
-    """A part's field: ``float`` a finite number, ``Value`` that or a schedule, ``bool`` a bool."""
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
-    elif kind in ("float", "Value"):
-        if kind == "Value" and callable(value):
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            allowed = "a number or a schedule" if kind == "Value" else "a number"
-            raise TypeError(f"{owner}: {name} must be {allowed}, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+#: the check of a part's field that no ``allowed`` names, by its annotation
+_BY_ANNOTATION: dict[str, _checks.Allowed] = {
+    "float": _checks.FINITE,
+    "Value": _checks.FINITE,
+    "bool": _checks.FLAG,
+}
 
 
 @dataclass(frozen=True)
@@ -270,8 +291,9 @@ class Transform:
         for slot in self.slots:
             for b in slot.part.buffers:
                 buf = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
-                if b.fill != 0.0:
-                    buf.fill_(complex(b.fill, b.fill) if p.is_complex() else b.fill)
+                fill = resolve(b.fill, 0)  # a number, or a group's live value
+                if fill != 0.0:
+                    buf.fill_(complex(fill, fill) if p.is_complex() else fill)
                 state[slot.names[b.name]] = buf
             for s in slot.part.scalars:
                 state[slot.names[s.name]] = torch.tensor(s.initial, dtype=scalar_dtype())
@@ -362,41 +384,87 @@ class Transform:
                 wide = torch.promote_types(us[i].dtype, _real(st[keys[0]]).dtype)
                 if wide != us[i].dtype:
                     us[i] = us[i].to(wide)
-        for slot in self.slots:
+        for si, slot in enumerate(self.slots):
             part = slot.part
             norm = math.sqrt(part.reduce_sq(_sum_sq(us))) if part.needs_norm else 0.0
             for i, (u, p) in enumerate(zip(us, ps)):
                 st = new_state[i]
-                ctx = Context(step=steps[i], count=count, norm=norm)
-                scal = {s.name: float(st[slot.names[s.name]].item()) for s in part.scalars}
-                c, new_scal = part.coefficients(ctx, scal)
+                c, new_scal = self.slot_coefficients(si, steps[i], count, st, norm)
                 buf = {b.name: _real(st[slot.names[b.name]]) for b in part.buffers}
                 u, new_buf = part.apply(u, p, buf, c, TorchOps)
                 us[i] = u
                 for name, value in new_buf.items():
                     old = st[slot.names[name]]
                     st[slot.names[name]] = _like(value, old)
-                for name, value in new_scal.items():
-                    old = st[slot.names[name]]
-                    st[slot.names[name]] = torch.tensor(value, dtype=old.dtype, device=old.device)
+                for key, value in new_scal.items():
+                    old = st[key]
+                    st[key] = torch.tensor(value, dtype=old.dtype, device=old.device)
         updates = [_like(u, g) for u, g in zip(us, grads)]
         return updates, new_state
 
-    def effective_lr(self, state: Mapping[str, Tensor], count: int) -> Tensor | None:
-        """η_t/σ_t elementwise for one tensor, from the state of its last update.
+    def slot_coefficients(
+        self, si: int, step: int, count: int, scalars: Mapping[str, Any], norm: float = 0.0
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """The coefficients of slot ``si``'s part for one tensor, and its new scalar state.
 
-        ``count`` is the group's number of applied updates (the last one used ``count - 1``).
-        ``None`` where no part of the chain divides by a magnitude.
+        ``step`` is the tensor's own update count including this one, ``count`` the group's
+        applied updates before it, ``scalars`` the tensor's scalar state by state key (0-d
+        tensors or floats; a whole state dict will do), ``norm`` the global norm for a part
+        that :attr:`~Part.needs_norm`. The new scalars come back by state key. Every path
+        (:meth:`update`, :meth:`effective_lr`, the kernels' coefficient table and tracing)
+        makes its coefficients here.
         """
+        slot = self.slots[si]
+        part = slot.part
+        own = {s.name: float(scalars[slot.names[s.name]]) for s in part.scalars}
+        c, new = part.coefficients(Context(step=step, count=count, norm=norm), own)
+        return c, {slot.names[name]: value for name, value in new.items()}
+
+    def coefficients(
+        self,
+        step: int,
+        count: int,
+        scalars: Mapping[str, Any],
+        norms: Mapping[int, float] | None = None,
+    ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """Every slot's coefficients (see :meth:`slot_coefficients`), and the new scalars.
+
+        ``norms`` maps a slot index to its global norm, where a part needs one.
+        """
+        coefs: list[dict[str, float]] = []
+        new: dict[str, float] = {}
+        for si in range(len(self.slots)):
+            c, ns = self.slot_coefficients(si, step, count, scalars, (norms or {}).get(si, 0.0))
+            coefs.append(c)
+            new.update(ns)
+        return coefs, new
+
+    def effective_lr(self, state: State, count: int) -> list[Tensor | None]:
+        """η_t/σ_t elementwise for each tensor of ``state``, as of its last update.
+
+        As :meth:`update`, this takes the state of every tensor (what :meth:`init` and
+        :meth:`update` return); ``count`` is the number of updates applied (the last one
+        used ``count - 1``). ``None`` for a tensor not updated yet, or everywhere when no
+        part of the chain divides by a magnitude. (One tensor's state dict alone, the form
+        of earlier releases, still works for one release, with a ``DeprecationWarning``.)
+        """
+        if isinstance(state, Mapping):
+            warnings.warn(
+                "Transform.effective_lr(state_dict, count) is now effective_lr([state_dict, "
+                "...], count), a list in and a list out, as init and update; the one-tensor "
+                "form goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self.effective_lr_one(state, count)  # type: ignore[return-value]
+        return [self.effective_lr_one(st, count) for st in state]
+
+    def effective_lr_one(self, state: Mapping[str, Tensor], count: int) -> Tensor | None:
+        """:meth:`effective_lr` of one tensor's state dict."""
         step = int(state["step"].item())
         if step == 0:
             return None
-        ctx = Context(step=step, count=max(count - 1, 0))
-        coefs = []
-        for slot in self.slots:
-            part = slot.part
-            scal = {s.name: float(state[slot.names[s.name]].item()) for s in part.scalars}
-            coefs.append(part.coefficients(ctx, scal)[0])
+        coefs, _ = self.coefficients(step, max(count - 1, 0), state)
         buf = {k: _real(state[k]) for k in self.buffer_keys}
         out = self.eta_over_sigma(buf, coefs, TorchOps)
         if out is not None and not isinstance(out, Tensor):

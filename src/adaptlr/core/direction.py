@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from .base import Buffer, Context, Part, Scalar, scalar_dtype
+from .._checks import NONNEGATIVE, UNIT, UNIT_OPEN
+from .base import Buffer, Context, Part, Scalar, Value, resolve, scalar_dtype
 
 
 @dataclass(frozen=True, repr=False)
@@ -27,18 +28,28 @@ class momentum(Part):
     (no dampening), as torch does.
     """
 
-    momentum: float
-    dampening: float = 0.0
+    momentum: Value
+    dampening: Value = 0.0
     nesterov: bool = False
     buffers = (Buffer("momentum_buffer"),)
 
+    def __post_init__(self) -> None:
+        self._check_fields(momentum=NONNEGATIVE, dampening=UNIT)
+
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        mu = resolve(self.momentum, ctx.count)
         first = ctx.step == 1
-        return {"a": 0.0 if first else self.momentum, "b": 1.0 if first else 1 - self.dampening}, {}
+        c = {
+            "a": 0.0 if first else mu,
+            "b": 1.0 if first else 1 - resolve(self.dampening, ctx.count),
+        }
+        if self.nesterov:
+            c["mu"] = mu
+        return c, {}
 
     def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
         b = c["a"] * buf["momentum_buffer"] + c["b"] * u
-        m = u + self.momentum * b if self.nesterov else b
+        m = u + c["mu"] * b if self.nesterov else b
         return m, {"momentum_buffer": b}
 
 
@@ -51,19 +62,22 @@ class ema(Part):
         \hat m_t = m_t / (1-\beta_1^t)\ \text{(if debias)}
     """
 
-    b1: float
+    b1: Value
     debias: bool = True
     buffers = (Buffer("exp_avg"),)
 
+    def __post_init__(self) -> None:
+        self._check_fields(b1=UNIT_OPEN)
+
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        correction = 1 - self.b1**ctx.step if self.debias else 1.0
-        return {"inv_correction": 1.0 / correction}, {}
+        b1 = resolve(self.b1, ctx.count)
+        correction = 1 - b1**ctx.step if self.debias else 1.0
+        return {"take": 1 - b1, "inv_correction": 1.0 / correction}, {}
 
     def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
-        m = buf["exp_avg"] + (1 - self.b1) * (u - buf["exp_avg"])
+        m = buf["exp_avg"] + c["take"] * (u - buf["exp_avg"])
         # times the inverse (a per-step number), not divided by the correction: a division per
-        # element made the fused CPU step compute-bound (Adam in cache, one core: 0.63 of the
-        # time with both of Adam's corrections as products); both paths round the same way
+        # element can make a fused CPU step compute-bound; both paths round the same way
         return m * c["inv_correction"], {"exp_avg": m}
 
 
@@ -80,25 +94,31 @@ class nesterov_ema(Part):
     ``mu_product`` is kept per tensor in the scalar dtype torch uses, so rounding matches.
     """
 
-    b1: float
-    momentum_decay: float = 4e-3
+    b1: Value
+    momentum_decay: Value = 4e-3
     buffers = (Buffer("exp_avg"),)
     scalars = (Scalar("mu_product", 1.0),)
 
-    def _mu(self, step: int) -> float:
-        return self.b1 * (1.0 - 0.5 * 0.96 ** (step * self.momentum_decay))
+    def __post_init__(self) -> None:
+        self._check_fields(b1=UNIT_OPEN, momentum_decay=NONNEGATIVE)
+
+    @staticmethod
+    def _mu(b1: float, decay: float, step: int) -> float:
+        return b1 * (1.0 - 0.5 * 0.96 ** (step * decay))
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        mu, mu_next = self._mu(ctx.step), self._mu(ctx.step + 1)
+        b1, decay = resolve(self.b1, ctx.count), resolve(self.momentum_decay, ctx.count)
+        mu, mu_next = self._mu(b1, decay, ctx.step), self._mu(b1, decay, ctx.step + 1)
         # torch keeps the product as a 0-d tensor of its scalar dtype and multiplies in that
         # dtype; doing the same keeps NAdam equal to torch's to the last bit
         product = float(torch.tensor(scalars["mu_product"], dtype=scalar_dtype()) * mu)
         c = {
+            "take": 1 - b1,
             "g": (1.0 - mu) / (1.0 - product),
             "m": mu_next / (1.0 - product * mu_next),
         }
         return c, {"mu_product": product}
 
     def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
-        m = buf["exp_avg"] + (1 - self.b1) * (u - buf["exp_avg"])
+        m = buf["exp_avg"] + c["take"] * (u - buf["exp_avg"])
         return c["g"] * u + c["m"] * m, {"exp_avg": m}

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Buffer, Context, Part
+from .._checks import NONNEGATIVE, UNIT, UNIT_OPEN, Choice, Text
+from .base import Buffer, Context, Part, Value, resolve
 
 
 class Magnitude(Part):
@@ -29,28 +30,34 @@ class Magnitude(Part):
 
 
 @dataclass(frozen=True, repr=False)
-class rss(Magnitude):
+class sum_sq(Magnitude):
     r"""Root of the sum of squares (classic Adagrad, torch.optim.Adagrad).
 
     .. math:: s_t = s_0 + \sum_{k\le t} g_k^2,\qquad \sigma_t = \sqrt{s_t} + \epsilon
     """
 
-    eps: float = 1e-10
-    initial_accumulator_value: float = 0.0
+    eps: Value = 1e-10
+    initial_accumulator_value: Value = 0.0
+
+    def __post_init__(self) -> None:
+        self._check_fields(eps=NONNEGATIVE, initial_accumulator_value=NONNEGATIVE)
 
     @property
     def buffers(self):  # type: ignore[override]
         return (Buffer("sum", self.initial_accumulator_value),)
 
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"eps": resolve(self.eps, ctx.count)}, {}
+
     def accumulate(self, u, buf, c, ops):
         return {"sum": buf["sum"] + u * u}
 
     def sigma(self, buf, c, ops):
-        return ops.sqrt(buf["sum"]) + self.eps
+        return ops.sqrt(buf["sum"]) + c["eps"]
 
 
 @dataclass(frozen=True, repr=False)
-class rms(Magnitude):
+class mean_sq(Magnitude):
     r"""The lecture's root *mean* square over all steps so far.
 
     .. math:: \sigma_t = \sqrt{\tfrac{1}{t}\sum_{k=1}^{t} g_k^2} + \epsilon
@@ -60,17 +67,21 @@ class rms(Magnitude):
     infinite square stays infinite instead of turning into inf − inf.
     """
 
-    eps: float = 1e-8
+    eps: Value = 1e-8
     buffers = (Buffer("mean_square"),)
 
+    def __post_init__(self) -> None:
+        self._check_fields(eps=NONNEGATIVE)
+
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        return {"keep": 1.0 - 1.0 / ctx.step, "take": 1.0 / ctx.step}, {}
+        c = {"keep": 1.0 - 1.0 / ctx.step, "take": 1.0 / ctx.step}
+        return c | {"eps": resolve(self.eps, ctx.count)}, {}
 
     def accumulate(self, u, buf, c, ops):
         return {"mean_square": c["keep"] * buf["mean_square"] + c["take"] * (u * u)}
 
     def sigma(self, buf, c, ops):
-        return ops.sqrt(buf["mean_square"]) + self.eps
+        return ops.sqrt(buf["mean_square"]) + c["eps"]
 
 
 INITS = ("zero", "first_gradient")
@@ -93,8 +104,8 @@ class ema_sq(Magnitude):
     in RMSprop).
     """
 
-    b2: float
-    eps: float = 1e-8
+    b2: Value
+    eps: Value = 1e-8
     debias: bool = False
     amsgrad: bool = False
     centered: bool = False
@@ -102,9 +113,9 @@ class ema_sq(Magnitude):
     name: str = "exp_avg_sq"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.init not in INITS:
-            raise ValueError(f"ema_sq: init must be one of {INITS}, got {self.init!r}")
+        # with debias, b2 = 1 would divide by 1 - b2**t = 0
+        b2 = UNIT_OPEN if self.debias is True else UNIT
+        self._check_fields(b2=b2, eps=NONNEGATIVE, init=Choice(INITS), name=Text())
 
     @property
     def buffers(self):  # type: ignore[override]
@@ -112,12 +123,14 @@ class ema_sq(Magnitude):
         return (Buffer(self.name),) + extra
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        b2 = resolve(self.b2, ctx.count)
         start = self.init == "first_gradient" and ctx.step == 1
         c = {
-            "keep": 0.0 if start else self.b2,
-            "take": 1.0 if start else 1.0 - self.b2,
+            "keep": 0.0 if start else b2,
+            "take": 1.0 if start else 1.0 - b2,
             # as its inverse: a product per element, not a division (see ``ema``)
-            "inv_root_correction": 1.0 / math.sqrt(1 - self.b2**ctx.step) if self.debias else 1.0,
+            "inv_root_correction": 1.0 / math.sqrt(1 - b2**ctx.step) if self.debias else 1.0,
+            "eps": resolve(self.eps, ctx.count),
         }
         return c, {}
 
@@ -134,7 +147,7 @@ class ema_sq(Magnitude):
         v = buf["max_" + self.name] if self.amsgrad else buf[self.name]
         if self.centered:
             v = v - buf["grad_avg"] * buf["grad_avg"]
-        return ops.sqrt(v) * c["inv_root_correction"] + self.eps
+        return ops.sqrt(v) * c["inv_root_correction"] + c["eps"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -154,8 +167,11 @@ class rectified(Magnitude):
     rectifies when :math:`\rho_t > 5` (the paper says 4).
     """
 
-    b2: float
-    eps: float = 1e-8
+    b2: Value
+    eps: Value = 1e-8
+
+    def __post_init__(self) -> None:
+        self._check_fields(b2=UNIT_OPEN, eps=NONNEGATIVE)
 
     @property
     def _v(self) -> ema_sq:
@@ -167,7 +183,7 @@ class rectified(Magnitude):
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
         c, _ = self._v.coefficients(ctx, scalars)
-        t, b2 = ctx.step, self.b2
+        t, b2 = ctx.step, resolve(self.b2, ctx.count)
         correction = 1 - b2**t
         rho_inf = 2 / (1 - b2) - 1
         rho_t = rho_inf - 2 * t * (b2**t) / correction
@@ -205,7 +221,7 @@ class rule(Part):
         super().__post_init__()
         if not isinstance(self.magnitude, Magnitude):
             raise TypeError(
-                f"rule: magnitude must be a magnitude part (rss, rms, ema_sq, rectified), "
+                f"rule: magnitude must be a magnitude part (sum_sq, mean_sq, ema_sq, rectified), "
                 f"got {type(self.magnitude).__name__}"
             )
         if self.direction is not None and not isinstance(self.direction, Part):
@@ -236,18 +252,23 @@ class rule(Part):
     def _own(c: Mapping[str, Any], tag: str) -> dict[str, Any]:
         return {k[2:]: v for k, v in c.items() if k.startswith(tag + ".")}
 
-    def apply(self, u, p, buf, c, ops):
+    def direction_and_squares(
+        self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
+    ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """m_t, the magnitude's new buffers, and every new buffer: both parts fed ``u``."""
         new: dict[str, Any] = {}
         m = u
         if self.direction is not None:
             dbuf = {b.name: buf[b.name] for b in self.direction.buffers}
             m, new = self.direction.apply(u, p, dbuf, self._own(c, "d"), ops)
-        mc = self._own(c, "m")
         mbuf = self.magnitude.accumulate(
-            u, {b.name: buf[b.name] for b in self.magnitude.buffers}, mc, ops
+            u, {b.name: buf[b.name] for b in self.magnitude.buffers}, self._own(c, "m"), ops
         )
-        new.update(mbuf)
-        return m / self.magnitude.sigma(mbuf, mc, ops), new
+        return m, mbuf, {**new, **mbuf}
+
+    def apply(self, u, p, buf, c, ops):
+        m, mbuf, new = self.direction_and_squares(u, p, buf, c, ops)
+        return m / self.magnitude.sigma(mbuf, self._own(c, "m"), ops), new
 
     def sigma(self, buf, c, ops):
         return self.magnitude.sigma(

@@ -138,11 +138,11 @@ class QuickLoadCache(FunctionCache):
 
     Before it loads a cached function numba refreshes its CPU target: it imports every registry
     of implementations it has (and, where scipy is installed, ``scipy.linalg`` to look for a
-    BLAS). Measured on a 2-core CPU with scipy installed, numba already imported: the refresh
-    took 0.39-0.42 s of a new process's first Adam step of 0.41-0.46 s. Rebuilding compiled
-    code needs none of those registries, only numba's runtime (NRT: the generated code's arrays
-    use it, and a load without it crashed the process). Code compiled later in the process, a
-    cache miss included, goes through numba's compiler, which refreshes the target itself.
+    BLAS): with scipy installed, most of a new process's first step, numba already imported.
+    Rebuilding compiled code needs none of those registries, only numba's runtime (NRT: the
+    generated code's arrays use it, and a load without it crashed the process). Code compiled
+    later in the process, a cache miss included, goes through numba's compiler, which
+    refreshes the target itself.
     """
 
     def load_overload(self, sig, target_context):  # type: ignore[no-untyped-def]

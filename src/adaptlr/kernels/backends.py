@@ -1,4 +1,6 @@
-"""Compiling generated kernels: written to a cache directory, imported, cached on disk.
+"""Compiling generated kernels (written to a cache directory, imported, cached on disk), and
+which backend runs a device's tensors: numba on the CPU, Triton on CUDA (and on the CPU under
+:func:`use_triton_on_cpu`, for tests).
 
 The source of each kernel is a file named after the hash of its text, so that numba's
 ``cache=True`` (keyed on the file) and Triton's own cache make a second process fast. A file
@@ -8,11 +10,13 @@ changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -126,3 +130,30 @@ def triton_available() -> bool:
 
 def describe(mod: Any) -> str:
     return getattr(mod, "__file__", "?")
+
+
+#: set by :func:`use_triton_on_cpu`: CPU tensors go to the (interpreted) Triton kernels
+_FORCE_TRITON = [False]
+
+
+def triton_on_cpu() -> bool:
+    """Whether CPU tensors run the Triton kernels (inside :func:`use_triton_on_cpu`)."""
+    return _FORCE_TRITON[0]
+
+
+def uses_numba(device: Any) -> bool:
+    """Whether tensors on ``device`` (a ``torch.device``) run the numba kernels."""
+    return device.type == "cpu" and not _FORCE_TRITON[0]
+
+
+@contextlib.contextmanager
+def use_triton_on_cpu() -> Iterator[None]:
+    """Run the Triton kernels on CPU tensors (needs ``TRITON_INTERPRET=1``; for tests)."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("use_triton_on_cpu: set TRITON_INTERPRET=1 before importing triton")
+    old = _FORCE_TRITON[0]
+    _FORCE_TRITON[0] = True
+    try:
+        yield
+    finally:
+        _FORCE_TRITON[0] = old

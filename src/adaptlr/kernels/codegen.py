@@ -28,7 +28,8 @@ import math
 
 import torch
 
-from .trace import Program, Sym, walk
+from .. import stats as _stats
+from .trace import Graph, Program, Sym, walk
 
 #: every tensor's state starts at a multiple of this many elements of the flat buffers (64
 #: bytes in float32): the Triton kernels declare it, so that they may use vector accesses
@@ -286,6 +287,55 @@ class _Body:
 _STATS_ARGS = ", stats, S, Sp, E, stride, every, sbase"
 
 
+def _columns() -> tuple[int, int]:
+    """How many columns ``stats`` (a row per chunk) and ``T``'s totals have, one per statistic
+    in the order of :data:`adaptlr.stats.STATISTICS`, and the column also summed per tensor."""
+    names = [s.name for s in _stats.STATISTICS]
+    return len(names), names.index(_stats.PER_TENSOR)
+
+
+def _stat_terms(
+    lang: str, leaves: dict[str, str], sampled: bool
+) -> tuple[list[str], list[tuple[int, str, str, list[str]]]]:
+    """The kernel lines of the statistics (:data:`adaptlr.stats.STATISTICS`) taken over every
+    element (or, with ``sampled``, over the sampled ones), traced from their one definition.
+
+    ``leaves`` names the kernel variable holding each leaf of :class:`adaptlr.stats.Leaves`
+    that this part of the kernel has. Returns the lines computing the factors (each operation
+    once) and per statistic its column, its two factors' names and the leaves they read (so
+    a backend can give the sum its type)."""
+    graph = Graph()
+    syms = {k: graph.leaf("stat", k, False) for k in leaves}
+    x = _stats.Leaves(**syms)
+    lines: list[str] = []
+    name = {s.index: leaves[k] for k, s in syms.items()}
+    terms = []
+    for j, stat in enumerate(_stats.STATISTICS):
+        if stat.sampled != sampled:
+            continue
+        try:
+            factors = [graph.lift(f) for f in stat.factors(x)]
+        except Exception as exc:
+            raise ValueError(
+                f"codegen: statistic {stat.name!r} reads a leaf that the "
+                f"{'sampled' if sampled else 'whole-step'} pass lacks (it has {sorted(leaves)})"
+            ) from exc
+        for n in walk(factors):
+            if n.index in name:
+                continue
+            if n.op == "const":
+                name[n.index] = _literal(graph.consts[n.args[0]])
+                continue
+            if n.uniform or n.is_bool or n.op == "where":
+                raise ValueError(f"codegen: statistic {stat.name!r} uses {n.op!r}")
+            v = f"x{n.index}"
+            lines.append(f"{v} = {_op_expr(n.op, [name[a.index] for a in n.args], lang, False)}")
+            name[n.index] = v
+        read = sorted({n.args[0] for n in walk(factors) if n.op == "stat"})
+        terms.append((j, name[factors[0].index], name[factors[1].index], read))
+    return lines, terms
+
+
 def _buffer_args(prog: Program) -> str:
     return ", ".join(f"b{j}" for j in range(len(prog.buffer_keys)))
 
@@ -340,12 +390,21 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     # it as far as LLVM knows, cannot be merged with the first
     g_node = next((n for n in body.nodes if n.op == "g"), None)
     g_now = body.name[g_node.index] if g_node is not None else g
-    # sums of squares per chunk in the compute type (float32 for float32 and narrower): float64
-    # lanes made the step's own arithmetic compete for the core (Adam's loop on 32k elements
-    # in cache, one thread: 0.65 ns/element with float64 sums, 0.48 with float32, 0.52
-    # without); the chunks' sums are then added in float64
+    # sums of squares per chunk in the compute type (float32 for float32 and narrower), so that
+    # float64 lanes do not compete with the step's own arithmetic; the chunks' sums are then
+    # added in float64
     ct_g = compute_type(body.dtype[g_node.index]) if g_node is not None else compute_type(pd)
     ct_p = compute_type(pd)
+    types = {"g": ct_g, "p_old": ct_p, "p_new": ct_p}
+    ns, pt = _columns()
+    whole_lines, whole = _stat_terms("numba", {"g": g_now, "p_old": old, "p_new": "pn"}, False)
+    sample_lines, sampled = _stat_terms("numba", {"g": "gs", "g_prev": "Sp[slot]"}, True)
+    for j, a, b, _ in whole:
+        if a != b:  # acc_sq is the one vectorised reduction _numba_support provides
+            raise ValueError(
+                f"codegen: statistic {_stats.STATISTICS[j].name!r} is taken over every element,"
+                " which the numba kernel can only do for a sum of squares (factors a is b)"
+            )
     eb, eff = _eff_body(prog, "numba", pd, sd)
     out: list[str] = []
     # each kernel ``k`` also as ``k_serial``, compiled without numba's parallel runtime
@@ -368,9 +427,9 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
         out += ["        " + line for line in body.chunk_lines]
         if stats:
             out += [
-                f"        sg = np.{ct_g}(0.0)",
-                f"        su = np.{ct_p}(0.0)",
-                f"        sp = np.{ct_p}(0.0)",
+                f"        a{j} = np.{'float64' if 'float64' in map(types.get, read) else 'float32'}"
+                "(0.0)"
+                for j, _, _, read in whole
             ]
         out.append("        for i in range(n):")
         out += ["            " + line for line in body.elem_lines]
@@ -386,18 +445,16 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
         # every `every`-th sampled slot η_t/σ_t, from the new buffers read back while the
         # chunk is in cache, into E[slot // every]
         out += [
-            f"            sg = acc_sq(sg, {g_now})",
-            f"            su = acc_sq(su, pn - {old})",
-            "            sp = acc_sq(sp, pn)",
+            *["            " + line for line in whole_lines],
+            *[f"            a{j} = acc_sq(a{j}, {a})" for j, a, _, _ in whole],
             *["        " + line for line in (eb.chunk_lines if eb else [])],
-            "        sd = 0.0",
-            "        ss = 0.0",
+            *[f"        a{j} = 0.0" for j, *_ in sampled],
             "        for i in range((stride - o % stride) % stride, n, stride):",
             "            slot = sbase[t] + (o + i) // stride",
             f"            gs = np.float64({g})",
             "            S[slot] = gs",
-            "            ss += gs * gs",
-            "            sd += gs * Sp[slot]",
+            *["            " + line for line in sample_lines],
+            *[f"            a{j} += {a} * {b}" for j, a, b, _ in sampled],
             *(
                 [
                     "            if slot % every == 0:",
@@ -407,18 +464,14 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
                 if eb
                 else []
             ),
-            "        stats[k, 0] = np.float64(sg)",
-            "        stats[k, 1] = np.float64(su)",
-            "        stats[k, 2] = np.float64(sp)",
-            "        stats[k, 3] = sd",
-            "        stats[k, 4] = ss",
-            # the chunks' sums added up here, in chunk order: the totals in T[0:5] and each
-            # tensor's Σg² in T[5 + t] (no reduction left for the step's Python)
+            *[f"        stats[k, {j}] = np.float64(a{j})" for j, *_ in whole + sampled],
+            # the chunks' sums added up here, in chunk order: the totals in T[0:ns] and each
+            # tensor's Σg² in T[ns + t] (no reduction left for the step's Python)
             "    T[:] = 0.0",
             "    for k in range(ck_t.shape[0]):",
-            "        for j in range(5):",
+            f"        for j in range({ns}):",
             "            T[j] += stats[k, j]",
-            "        T[5 + ck_t[k]] += stats[k, 0]",
+            f"        T[{ns} + ck_t[k]] += stats[k, {pt}]",
         ]
     norms = [
         (k, node, suffix) for suffix in ("", "_serial") for k, (_, node) in enumerate(prog.norms)
@@ -536,6 +589,10 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
     old = body.name[prog.new_param.args[0].index]  # the parameter as loaded, before the step
     g = body._load("tl.load(G + offs, mask=mask)", pd)
     eb, eff = _eff_body(prog, "triton", pd, sd, cuda)
+    # the statistics in float64, every leaf zero outside the chunk
+    whole_lines, whole = _stat_terms("triton", {"g": "gv", "p_old": "ov", "p_new": "pv"}, False)
+    sample_lines, sampled = _stat_terms("triton", {"g": "gv", "g_prev": "gp"}, True)
+    ns, _ = _columns()
     out: list[str] = []
     for name in ("step", "step_full", "step_stats"):
         stats = name == "step_stats"
@@ -559,16 +616,22 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
             out += [
                 f"    gv = tl.where(mask, ({g}).to(tl.float64), 0.0)",
                 "    pv = tl.where(mask, pn.to(tl.float64), 0.0)",
-                f"    dv = pv - tl.where(mask, ({old}).to(tl.float64), 0.0)",
-                "    tl.store(stats + k * 5, tl.sum(gv * gv, axis=0))",
-                "    tl.store(stats + k * 5 + 1, tl.sum(dv * dv, axis=0))",
-                "    tl.store(stats + k * 5 + 2, tl.sum(pv * pv, axis=0))",
+                f"    ov = tl.where(mask, ({old}).to(tl.float64), 0.0)",
+                *["    " + line for line in whole_lines],
+                *[
+                    f"    tl.store(stats + k * {ns} + {j}, tl.sum({a} * {b}, axis=0))"
+                    for j, a, b, _ in whole
+                ],
                 "    taken = mask & (so % stride == 0)",
                 "    slot = tl.load(sbase + t) + so // stride",
                 "    tl.store(S + slot, gv, mask=taken)",
                 "    gp = tl.load(Sp + slot, mask=taken, other=0.0)",
-                "    tl.store(stats + k * 5 + 3, tl.sum(tl.where(taken, gv * gp, 0.0), axis=0))",
-                "    tl.store(stats + k * 5 + 4, tl.sum(tl.where(taken, gv * gv, 0.0), axis=0))",
+                *["    " + line for line in sample_lines],
+                *[
+                    f"    tl.store(stats + k * {ns} + {j},"
+                    f" tl.sum(tl.where(taken, {a} * {b}, 0.0), axis=0))"
+                    for j, a, b, _ in sampled
+                ],
                 *(
                     [
                         "    etaken = taken & (slot % every == 0)",

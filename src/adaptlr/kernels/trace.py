@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.base import Context, Transform
+from ..core.base import Transform
 
 
 class TraceError(TypeError):
@@ -304,9 +304,9 @@ def trace(transform: Transform) -> Program:
     for si, slot in enumerate(transform.slots):
         part = slot.part
         # the coefficient *names* are fixed by each part; their values are computed per step
-        scal = {s.name: s.initial for s in part.scalars}
+        scal = {slot.names[s.name]: s.initial for s in part.scalars}
         try:
-            names, _ = part.coefficients(Context(step=1, count=0, norm=0.0), scal)
+            names, _ = transform.slot_coefficients(si, 1, 0, scal)
         except Exception as exc:  # a schedule that cannot be evaluated at 0, ...
             raise TraceError(f"{part!r}: coefficients failed on a probe step: {exc}") from exc
         c = {}

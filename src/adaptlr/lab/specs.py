@@ -16,6 +16,7 @@ import torch
 
 import adaptlr
 from adaptlr.schedules.spec import parse_items
+from adaptlr.torch_optim import IMPLEMENTATION_KEYS
 
 __all__ = ["OPTIMIZERS", "OptimizerSpec", "parse_optimizer", "parse_schedule", "allowed_keys"]
 
@@ -44,16 +45,9 @@ OPTIMIZERS: dict[str, _Entry] = {
     "radam": _Entry("RAdam", {}, "Adam with rectified variance (Liu et al., 2019)"),
 }
 
-# implementation switches of torch-compatible signatures; they change nothing in the lab
-_HIDDEN = {
-    "self",
-    "params",
-    "foreach",
-    "fused",
-    "capturable",
-    "differentiable",
-    "state_dtype",
-}
+# implementation switches of torch-compatible signatures; they change nothing in the lab.
+# nonfinite stays: skipping or stopping at a NaN gradient changes a run.
+_HIDDEN = {"self", "params", *IMPLEMENTATION_KEYS} - {"nonfinite"}
 
 _FORM = "expected 'name' or 'name:key=value,key=value' (tuples as 0.9/0.99)"
 

@@ -17,9 +17,10 @@ of the update and of the new parameters in its own pass over memory and writes t
 and the state at a fixed, evenly spread sample of elements, from which the cosine between
 consecutive gradients and the eta_t/sigma_t percentiles are computed (norms exact; cosine and
 percentiles estimated once the model exceeds the sample). Measured on 48M parameters
-(``benchmarks/monitor_overhead.py``, ``docs/monitor_overhead.md``). With any other optimizer a
-recorded step reads the gradients once (norms), copies them once when the next step's cosine
-needs them, and copies the parameters once to measure the update exactly; ``sample=m``
+(``benchmarks/monitor_overhead.py``, ``docs/monitor_overhead.md``). With any other optimizer the
+monitor evaluates the same statistics (``adaptlr.stats.STATISTICS``) itself: a recorded step
+reads the gradients once (norms), copies them once when the next step's cosine needs them, and
+copies the parameters once to measure the update exactly; ``sample=m``
 measures on a fixed random subset of about `m` elements instead. Steps that are not recorded
 cost two Python calls. All figures of a recorded step are brought to the host in one transfer.
 """
@@ -32,14 +33,16 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..kernels.flat import has_dtensor, shard
-from ..stats import SAMPLE
+from .. import stats as _stats
+from ..core.base import LOW_PRECISION
+from ..kernels import has_dtensor, shard
+from ..stats import SAMPLE, Leaves, StepStats
 from ..torch_optim import SCHEDULE_KEY
 from .curvature import Curvature, hessian_extremes
 from .diagnosis import SUGGESTIONS, Diagnosis, diagnose_records
@@ -88,7 +91,7 @@ def _loss_value(loss: Any) -> tuple[float | None, list[str]]:
 def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> list[float]:
     """``np.nanpercentile(values, percentiles)`` (linear interpolation) in two or three numpy
     calls: it runs right after the step's pass over memory, where every library call starts
-    from cold caches (the earlier routine, a dozen numpy calls, took 0.19 ms there)."""
+    from cold caches (``docs/monitor_overhead.md``)."""
     x = values
     if math.isnan(float(x.sum())):  # a NaN (or inf - inf): drop the NaNs
         x = x[~np.isnan(x)]
@@ -110,6 +113,73 @@ def _percentiles(values: np.ndarray, percentiles: Sequence[float]) -> list[float
 def _whole(t: torch.Tensor) -> torch.Tensor:
     """A DTensor reduction (a norm, a count) as one plain tensor over every shard."""
     return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+class _Lists:
+    """The monitor's operand for :data:`adaptlr.stats.STATISTICS`: one tensor per parameter
+    (whole, or its sampled elements), or the difference of two such operands, computed when
+    its sum of squares is taken. ``scratch`` marks the monitor's own copies (the parameters
+    before the step, the previous gradient): a difference is written into one, so it costs
+    no memory of its own, and the copy is spent. ``sq``: the per-tensor sums of squares once
+    taken (the previous gradient's come from its own step)."""
+
+    def __init__(
+        self,
+        tensors: list[torch.Tensor] | None = None,
+        scratch: bool = False,
+        sq: torch.Tensor | None = None,
+        diff: tuple[_Lists, _Lists] | None = None,
+    ) -> None:
+        self.tensors, self.scratch, self.sq, self.diff = tensors, scratch, sq, diff
+        self.spent = False
+
+    def __sub__(self, other: Any) -> _Lists:
+        if not isinstance(other, _Lists):
+            return NotImplemented
+        return _Lists(diff=(self, other))
+
+    def values(self) -> list[torch.Tensor]:
+        """The tensors, a difference computed now (into a scratch operand where there is one)."""
+        if self.diff is None:
+            if self.spent or self.tensors is None:
+                raise RuntimeError("Monitor: a statistic read a copy that a difference overwrote")
+            return self.tensors
+        x, y = self.diff
+        a, b = x.values(), y.values()
+        if y.scratch:  # b <- a - b
+            if b and b[0].is_cuda:
+                torch._foreach_sub_(b, a)
+                torch._foreach_neg_(b)
+            else:  # torch's CPU foreach kernels run a tensor at a time: see _copy_into
+                for u, v in zip(a, b, strict=True):
+                    if hasattr(v, "full_tensor"):  # a DTensor takes no out=
+                        v.sub_(u).neg_()
+                    else:
+                        torch.sub(u, v, out=v)
+            y.spent, out = True, b
+        elif x.scratch:  # a <- a - b
+            Monitor._sub_(a, b)
+            x.spent, out = True, a
+        else:
+            out = list(torch._foreach_sub(a, b))
+        self.tensors, self.diff = out, None
+        return out
+
+
+@dataclass
+class _Figures:
+    """One recorded step's figures, per group, from either source: the step's own
+    measurement (``StepStats``) or the monitor's passes. ``cos_terms`` is Σg·g', Σg², Σg'²
+    over the sample (the cosine's three sums); ``eff`` each group's η/σ sample."""
+
+    grad_sq: Sequence[float] | None
+    update_sq: Sequence[float] | None
+    param_sq: Sequence[float] | None
+    cos_terms: tuple[float, float, float] | None
+    lr: list[float | None]
+    eff: list[np.ndarray | None]
+    sampled: bool = False
+    tb: dict[str, Any] | None = None
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -200,8 +270,7 @@ class Monitor:
         self.history: deque[dict[str, Any]] = deque(maxlen=self.keep)
         self._t = 0  # optimizer steps completed since attaching
         self._m: dict[str, Any] | None = None  # measurements of the step in flight
-        self._prev: list[torch.Tensor] | None = None  # gradient snapshot of step _prev_step
-        self._prev_sq: torch.Tensor | None = None
+        self._prev: _Lists | None = None  # gradient snapshot of step _prev_step
         self._prev_step = -2
         self._prev_keys: tuple[int, ...] = ()
         self._param_bufs: list[torch.Tensor] = []
@@ -291,7 +360,7 @@ class Monitor:
         if not tensors:
             return torch.zeros(0)
         dev = tensors[0].device
-        low = any(t.dtype in (torch.float16, torch.bfloat16) for t in tensors)
+        low = any(t.dtype in LOW_PRECISION for t in tensors)
         acc = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
         # float32 accumulation: an fp16 norm of a large tensor overflows at 65504.
         norms = torch._foreach_norm(tensors, 2, dtype=torch.float32) if low else None
@@ -310,8 +379,8 @@ class Monitor:
 
     @staticmethod
     def _copy_into(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
-        # torch's CPU foreach kernels run one tensor at a time and slower than a plain loop
-        # (measured: foreach_copy_ 17 ms vs 12 ms on 48M floats); CUDA benefits from foreach.
+        # torch's CPU foreach kernels run one tensor at a time, slower than a plain loop; CUDA
+        # benefits from foreach (one launch)
         if src and src[0].is_cuda:
             torch._foreach_copy_(dst, src)
         else:
@@ -327,44 +396,69 @@ class Monitor:
             for d, s in zip(dst, src, strict=True):
                 d.sub_(s)
 
+    def _sums(
+        self, names: Sequence[str], leaves: Leaves, scales: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """Per tensor, the statistics ``names`` (:data:`adaptlr.stats.STATISTICS`) on the
+        monitor's lists. A sum of squares is one fused norm pass per device; Σ a·b is
+        (Σa² + Σb² - Σ(b - a)²) / 2, two such passes instead of a dot (and a launch) per
+        tensor. Sums over the leaves themselves are taken first, as a difference may overwrite
+        a leaf's scratch copy."""
+        pairs = [_stats.STATISTIC[n].factors(leaves) for n in names]
+        order = sorted(range(len(names)), key=lambda k: any(f.diff is not None for f in pairs[k]))
+        out: list[torch.Tensor] = [torch.zeros(0)] * len(names)
+        for k in order:
+            a, b = pairs[k]
+            if a is b:
+                out[k] = self._sq_of(a, scales)
+            else:
+                sq_a, sq_b = self._sq_of(a, scales), self._sq_of(b, scales)
+                out[k] = (sq_a + sq_b - self._sq_of(b - a, scales)) / 2
+        return out
+
+    def _sq_of(self, x: _Lists, scales: torch.Tensor | None) -> torch.Tensor:
+        if x.sq is None:
+            x.sq = self._sq_norms(x.values(), scales)
+        return x.sq
+
     def _measure_grads(self, record: bool, keep_for_next: bool) -> None:
+        """The gradient's statistics, Σg² per tensor and, against the previous step's kept
+        gradient, the cosine's sums; keeps a copy of the gradient for the next step's."""
         items = self._items(with_grad=True)
         params = [p for _, p in items]
         grads = self._views([p.grad for p in params], params)
+        g = _Lists(grads)
         scales = self._scales(params)
         keys = tuple(id(p) for p in params)
-        sq = self._sq_norms(grads, scales)
-        gsq = sq.sum()
+        (sq,) = self._sums(["grad_sq"], Leaves(g=g), scales)
         if record and self._m is not None:
             m = self._m
             m["keys"] = keys
             m["gsq_groups"] = self._group_sum(sq, [gi for gi, _ in items], self._groups())
             m["grad_tensors"] = sq
-            prev_ok = (
-                self._prev is not None and self._prev_step == m["step"] - 1
-            ) and self._prev_keys == keys
-            if self.cosine and prev_ok and grads:
-                assert self._prev is not None and self._prev_sq is not None
-                # g.g' = (|g|^2 + |g'|^2 - |g - g'|^2) / 2: two fused passes over all tensors
-                # instead of one dot (and one launch) per tensor. The snapshot g' is overwritten
-                # with g - g', which is fine: it is replaced by g below or never used again.
-                self._sub_(self._prev, grads)
-                dsq = self._sq_norms(self._prev, scales).sum()
-                dot = (gsq + self._prev_sq - dsq) / 2
-                m["cos"] = dot / torch.sqrt(gsq * self._prev_sq).clamp_min(1e-30)
+            prev = self._prev
+            prev_ok = prev is not None and self._prev_step == m["step"] - 1
+            if self.cosine and prev_ok and self._prev_keys == keys and grads:
+                assert prev is not None
+                # the previous gradient's Σg² is its own step's; the product overwrites its
+                # copy, which is replaced by this gradient below or never used again
+                (bb,) = self._sums(["sample_sq"], Leaves(g=prev), scales)
+                at = Leaves(g=g, g_prev=prev)
+                dot, aa = self._sums(["sample_dot_prev", "sample_sq"], at, scales)
+                m["cos_terms"] = torch.stack([dot.sum(), aa.sum(), bb.sum()])
         if keep_for_next and grads:
             if self.sample is not None:
-                self._prev = grads  # already fresh gathered copies
+                bufs = grads  # already fresh gathered copies
             else:
-                same = len(self._prev or []) == len(grads) and all(
-                    b.shape == g.shape and b.dtype == g.dtype and b.device == g.device
-                    for b, g in zip(self._prev or [], grads, strict=False)
+                bufs = (self._prev.tensors or []) if self._prev is not None else []
+                same = len(bufs) == len(grads) and all(
+                    b.shape == x.shape and b.dtype == x.dtype and b.device == x.device
+                    for b, x in zip(bufs, grads, strict=True)
                 )
                 if not same:
-                    self._prev = [torch.empty_like(g) for g in grads]
-                assert self._prev is not None
-                self._copy_into(self._prev, grads)
-            self._prev_sq = gsq
+                    bufs = [torch.empty_like(x) for x in grads]
+                self._copy_into(bufs, grads)
+            self._prev = _Lists(bufs, scratch=True, sq=sq)
             self._prev_step = self._t
             self._prev_keys = keys
 
@@ -438,25 +532,23 @@ class Monitor:
                 self._snapshot_params()
         return result
 
-    def _eff_lr(self) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
-        """Per group: percentiles of eta_t/sigma_t (a tensor) and the sample, or None."""
+    def _eff_lr(self) -> list[torch.Tensor | None]:
+        """Per group: a sample of eta_t/sigma_t from the optimizer's ``effective_lr()``, or
+        None."""
         fn = getattr(self.optimizer, "effective_lr", None)
         groups = self._groups()
         if not self.eff_lr or not callable(fn):
-            return [None] * groups, [None] * groups
+            return [None] * groups
         try:
             per_group = fn()
         except Exception:  # noqa: BLE001 - an optimizer's helper must not break training
-            return [None] * groups, [None] * groups
-        q = torch.tensor(self.percentiles) / 100
-        out: list[torch.Tensor | None] = []
+            return [None] * groups
         samples: list[torch.Tensor | None] = []
         for tensors in per_group:
             # DTensor state (FSDP2): the percentiles of this process's shard
             ts = [shard(t) for t in (tensors or []) if isinstance(t, torch.Tensor)]
             ts = [t for t in ts if t.numel()]
             if not ts:
-                out.append(None)
                 samples.append(None)
                 continue
             total = sum(t.numel() for t in ts)
@@ -469,15 +561,13 @@ class Monitor:
                     idx = torch.randint(flat.numel(), (k,), generator=self._gen)
                     flat = flat.index_select(0, idx.to(flat.device))
                 parts.append(flat.to(ts[0].device, torch.float32))
-            values = torch.cat(parts)
-            samples.append(values)
-            out.append(torch.nanquantile(values, q.to(values.device)))
-        return out, samples
+            samples.append(torch.cat(parts))
+        return samples
 
     def _take_native(self, m: dict[str, Any] | None, t: int) -> dict[str, Any] | None:
         """The record of a step that measured itself (``optimizer.last_stats``), if ``m`` asks
         for one. Python floats and numpy only: a recorded step runs no tensor operation."""
-        stats = list(getattr(self.optimizer, "last_stats", None) or [])
+        stats: list[StepStats | None] = list(getattr(self.optimizer, "last_stats", None) or [])
         groups = self._groups()
         stats += [None] * (groups - len(stats))
         have = [s for s in stats if s is not None]
@@ -497,16 +587,8 @@ class Monitor:
             self._m = None
             m["no_eff"] = True
             return self._finish(m)
-        gsq = [0.0 if s is None else s.grad_sq for s in stats]
-        rec: dict[str, Any] = {"type": "step", "step": m["step"], "time": time.time()}
-        rec["loss"] = None
-        rec["grad_norm"] = math.sqrt(sum(gsq))
-        rec["group_grad_norm"] = [math.sqrt(x) for x in gsq]
-        if self.update:
-            usq = [0.0 if s is None else s.update_sq for s in stats]
-            psq = [0.0 if s is None else s.param_sq for s in stats]
-            self._update_figures(rec, usq, psq)
-        rec["cos"] = None
+        update = self.update
+        cos_terms = None
         if self.cosine and prev is not None and prev[0] == t - 1:
             pairs = list(zip(stats, prev[1], strict=True))
             # every group measured at both steps, against that very previous step
@@ -514,23 +596,29 @@ class Monitor:
                 (s is None) == (q is None) and (s is None or s.prev_serial == q[0])
                 for s, q in pairs
             ):
-                dot = sum(s.sample_dot_prev for s, _ in pairs if s is not None)
-                aa = sum(s.sample_sq for s, _ in pairs if s is not None)
-                bb = sum(q[1] for _, q in pairs if q is not None)
-                rec["cos"] = dot / max(math.sqrt(aa * bb), 1e-30)
+                cos_terms = (
+                    sum(s.sample_dot_prev for s, _ in pairs if s is not None),  # type: ignore[misc]
+                    sum(s.sample_sq for s, _ in pairs if s is not None),
+                    sum(q[1] for _, q in pairs if q is not None),
+                )
         lrs, tensors = self._group_lrs()
-        rec["lr"] = [float(tensors[f"lr{i}"]) if lr == "tensor" else lr for i, lr in enumerate(lrs)]
         samples = [None if s is None or not self.eff_lr else s.eff_lr for s in stats]
         samples = [None if e is None or not e.numel() else e for e in samples]
-        rec["eff_lr"] = [
-            None if e is None else self._eff_entry(_percentiles(e.numpy(), self.percentiles))
-            for e in samples
-        ]
-        rec["nonfinite"] = self._nonfinite(rec)
+        tb = None
         if self._tb is not None:
-            per_tensor = torch.cat([s.tensor_grad_sq for s in have])
-            self._tb_extra[m["step"]] = {"grad_tensors": per_tensor, "eff": samples}
-        return rec
+            tb = {"grad_tensors": torch.cat([s.tensor_grad_sq for s in have]), "eff": samples}
+        return self._record(
+            m["step"],
+            _Figures(
+                grad_sq=[0.0 if s is None else s.grad_sq for s in stats],
+                update_sq=[0.0 if s is None else s.update_sq for s in stats] if update else None,
+                param_sq=[0.0 if s is None else s.param_sq for s in stats] if update else None,
+                cos_terms=cos_terms,
+                lr=[float(tensors[f"lr{i}"]) if lr == "tensor" else lr for i, lr in enumerate(lrs)],
+                eff=[None if e is None else e.numpy() for e in samples],
+                tb=tb,
+            ),
+        )
 
     def _post_hook(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         m, self._m = self._m, None
@@ -558,74 +646,95 @@ class Monitor:
             self._awaiting = rec
 
     def _finish(self, m: dict[str, Any]) -> dict[str, Any]:
-        """Gather the step's figures, bring them to the host in one transfer, build the record
-        (the hooks' path: optimizers that do not measure their own step)."""
+        """The record of a step measured by the monitor's own passes (optimizers that do not
+        measure their own step): the update's statistics, then every figure brought to the
+        host in one transfer."""
         groups = self._groups()
         dev = m["gsq_groups"].device if "gsq_groups" in m else torch.device("cpu")
         parts: dict[str, torch.Tensor] = {}
         if "gsq_groups" in m:
-            parts["gsq"] = m["gsq_groups"]
-        if "cos" in m:
-            parts["cos"] = m["cos"].reshape(1)
+            parts["grad_sq"] = m["gsq_groups"]
+        if "cos_terms" in m:
+            parts["cos"] = m["cos_terms"]
         before = m.get("before")
         if before is not None:
             items, bufs = before
             params = [p for _, p in items]  # the originals: sample indices are keyed by them
-            after = self._views([p.detach() for p in params], params)
-            with torch.no_grad():
-                if self.sample is None:
-                    self._sub_(bufs, after)  # bufs now hold -update; reused next time
-                    delta = bufs
-                else:
-                    delta = [b - a for b, a in zip(bufs, after, strict=True)]
+            if params:
+                after = self._views([p.detach() for p in params], params)
+                # the snapshot is scratch: it ends up holding the update, reused next time
+                leaves = Leaves(p_old=_Lists(bufs, scratch=True), p_new=_Lists(after))
                 scales = self._scales(params)
                 gidx = [gi for gi, _ in items]
-                if delta:
-                    parts["usq"] = self._group_sum(self._sq_norms(delta, scales), gidx, groups)
-                    parts["psq"] = self._group_sum(self._sq_norms(after, scales), gidx, groups)
-        none: list[torch.Tensor | None] = [None] * groups
-        eff, samples = (none, none) if m.get("no_eff") else self._eff_lr()
-        for gi, e in enumerate(eff):
+                names = ["update_sq", "param_sq"]
+                with torch.no_grad():
+                    for name, sq in zip(names, self._sums(names, leaves, scales), strict=True):
+                        parts[name] = self._group_sum(sq, gidx, groups)
+        samples = [None] * groups if m.get("no_eff") else self._eff_lr()
+        for gi, e in enumerate(samples):
             if e is not None:
                 parts[f"eff{gi}"] = e
         lrs, lr_tensors = self._group_lrs()
         parts.update(lr_tensors)
         # One device-to-host transfer for all figures of the step.
         names = list(parts)
-        sizes = [parts[k].numel() for k in names]
         flat = (
-            torch.cat([parts[k].reshape(-1).to(dev, torch.float64) for k in names]).tolist()
+            torch.cat([parts[k].reshape(-1).to(dev, torch.float64) for k in names]).cpu().numpy()
             if names
-            else []
+            else np.zeros(0)
         )
-        vals: dict[str, list[float]] = {}
+        vals: dict[str, np.ndarray] = {}
         pos = 0
-        for k, s in zip(names, sizes, strict=True):
-            vals[k] = flat[pos : pos + s]
-            pos += s
+        for k in names:
+            vals[k] = flat[pos : pos + parts[k].numel()]
+            pos += parts[k].numel()
 
-        rec: dict[str, Any] = {"type": "step", "step": m["step"], "time": time.time()}
+        def floats(k: str) -> list[float] | None:
+            return vals[k].tolist() if k in vals else None
+
+        cos = floats("cos")
+        tb = None
+        if self._tb is not None:
+            tb = {"grad_tensors": m.get("grad_tensors"), "eff": samples}
+        return self._record(
+            m["step"],
+            _Figures(
+                grad_sq=floats("grad_sq"),
+                update_sq=floats("update_sq"),
+                param_sq=floats("param_sq"),
+                cos_terms=None if cos is None else (cos[0], cos[1], cos[2]),
+                lr=[float(vals[f"lr{i}"][0]) if lr == "tensor" else lr for i, lr in enumerate(lrs)],
+                eff=[vals.get(f"eff{gi}") for gi in range(groups)],
+                sampled=self.sample is not None,
+                tb=tb,
+            ),
+        )
+
+    def _record(self, step: int, f: _Figures) -> dict[str, Any]:
+        """The one builder of a step's record, from either source's figures."""
+        rec: dict[str, Any] = {"type": "step", "step": step, "time": time.time()}
         rec["loss"] = None
-        gsq = vals.get("gsq")
-        if gsq is not None:
-            rec["grad_norm"] = math.sqrt(sum(gsq))
-            rec["group_grad_norm"] = [math.sqrt(x) for x in gsq]
+        if f.grad_sq is not None:
+            rec["grad_norm"] = math.sqrt(sum(f.grad_sq))
+            rec["group_grad_norm"] = [math.sqrt(x) for x in f.grad_sq]
         else:
             rec["grad_norm"] = None  # no parameter had a gradient
-            rec["group_grad_norm"] = [None] * groups
-        if "usq" in vals:
-            self._update_figures(rec, vals["usq"], vals["psq"])
-        rec["cos"] = vals["cos"][0] if "cos" in vals else None
-        rec["lr"] = [vals[f"lr{i}"][0] if lr == "tensor" else lr for i, lr in enumerate(lrs)]
+            rec["group_grad_norm"] = [None] * self._groups()
+        if f.update_sq is not None and f.param_sq is not None:
+            self._update_figures(rec, f.update_sq, f.param_sq)
+        rec["cos"] = None
+        if f.cos_terms is not None:
+            dot, aa, bb = f.cos_terms
+            rec["cos"] = dot / max(math.sqrt(aa * bb), 1e-30)
+        rec["lr"] = f.lr
         rec["eff_lr"] = [
-            self._eff_entry(vals[f"eff{gi}"]) if f"eff{gi}" in vals else None
-            for gi in range(groups)
+            None if e is None else self._eff_entry(_percentiles(e, self.percentiles)) for e in f.eff
         ]
         rec["nonfinite"] = self._nonfinite(rec)
-        if self.sample is not None:
+        if f.sampled:
             rec["sampled"] = True
-        if self._tb is not None:
-            self._tb_extra[m["step"]] = {"grad_tensors": m.get("grad_tensors"), "eff": samples}
+        if f.tb is not None:
+            self._tb_extra[step] = f.tb
         return rec
 
     @staticmethod

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
 
-from .. import core
+from .. import _checks, core
 from ..core import Transform
-from ..core.base import Value
-from ..torch_optim import Optimizer
-from . import _checks
-from ._common import check_common, wrap
+from ._common import wrap
+from ._declare import (
+    DIFFERENTIABLE,
+    EPS,
+    FOREACH,
+    FUSED,
+    LR,
+    MAXIMIZE,
+    WEIGHT_DECAY,
+    Declared,
+    Hyper,
+    Hyperparameters,
+)
+
+LR_DECAY = Hyper(
+    "lr_decay", 0, _checks.NONNEGATIVE, "d: the t-th step of a tensor is scaled by 1/(1+(t-1)d)"
+)
+INITIAL_ACCUMULATOR_VALUE = Hyper(
+    "initial_accumulator_value", 0, _checks.NONNEGATIVE, "s_0, where the sum of squares starts"
+)
 
 
-class Adagrad(Optimizer):
+class Adagrad(Declared):
     r"""Adagrad with torch.optim.Adagrad's arguments, defaults and results.
 
     .. math::
@@ -24,7 +37,7 @@ class Adagrad(Optimizer):
         \theta_t = \theta_{t-1} - \frac{\eta_t}{1+(t-1)d}\,\frac{g_t}{\sqrt{s_t}+\epsilon}
 
     with :math:`s_0` = ``initial_accumulator_value`` and ``lr_decay`` :math:`d`. The chain:
-    ``[negate], [add_decayed_weights], rss, [scale_by_lr_decay], scale_by_learning_rate``.
+    ``[negate], [add_decayed_weights], sum_sq, [scale_by_lr_decay], scale_by_learning_rate``.
     This is the classic *sum*; the lecture's *mean* is :class:`adaptlr.RootMeanSquare`.
 
     Example:
@@ -36,41 +49,15 @@ class Adagrad(Optimizer):
         tensor([0.5000, 1.5000])
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-2,
-        lr_decay: float = 0,
-        weight_decay: float = 0,
-        initial_accumulator_value: float = 0,
-        eps: float = 1e-10,
-        foreach: bool | None = None,
-        *,
-        maximize: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, Adagrad.build, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value, eps=eps, foreach=foreach,
-            maximize=maximize, differentiable=differentiable, fused=fused, state_dtype=state_dtype,
-            nonfinite=nonfinite,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common("Adagrad", group)
-        _checks.number("Adagrad", "lr_decay", group["lr_decay"], 0.0)
-        _checks.number(
-            "Adagrad", "initial_accumulator_value", group["initial_accumulator_value"], 0.0
-        )
+    hyperparameters = (
+        LR(1e-2), LR_DECAY, WEIGHT_DECAY, INITIAL_ACCUMULATOR_VALUE, EPS(1e-10), FOREACH,
+        "*", MAXIMIZE, DIFFERENTIABLE, FUSED,
+    )  # fmt: skip
 
     @staticmethod
-    def build(
-        lr: Value, lr_decay: float, weight_decay: float, initial_accumulator_value: float,
-        eps: float, maximize: bool,
-    ) -> Transform:  # fmt: skip
-        after = (core.scale_by_lr_decay(lr_decay),) if lr_decay else ()
-        sigma = core.rss(eps=eps, initial_accumulator_value=initial_accumulator_value)
-        return wrap(sigma, lr=lr, maximize=maximize, weight_decay=weight_decay, after=after)
+    def _chain(h: Hyperparameters) -> Transform:
+        after = (core.scale_by_lr_decay(h.lr_decay),) if h.lr_decay else ()
+        sigma = core.sum_sq(eps=h.eps, initial_accumulator_value=h.initial_accumulator_value)
+        return wrap(h, sigma, after=after)
+
+    torch_class = torch.optim.Adagrad

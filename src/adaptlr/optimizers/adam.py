@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
 
-from .. import core
+from .. import _checks, core
 from ..core import Transform
-from ..core.base import Value
-from ..torch_optim import Optimizer
-from ._common import check_common, wrap
+from ._common import wrap
+from ._declare import (
+    BETAS,
+    CAPTURABLE,
+    DECOUPLED_WEIGHT_DECAY,
+    DIFFERENTIABLE,
+    EPS,
+    FOREACH,
+    FUSED,
+    LR,
+    MAXIMIZE,
+    WEIGHT_DECAY,
+    Declared,
+    Hyper,
+    Hyperparameters,
+)
+
+AMSGRAD = Hyper(
+    "amsgrad",
+    False,
+    _checks.FLAG,
+    "divide by the running maximum of v_t (AMSGrad; torch's: of the raw average)",
+    "bool",
+)
 
 
 def adam_rule(b1: float, b2: float, eps: float, amsgrad: bool) -> core.rule:
@@ -19,7 +37,7 @@ def adam_rule(b1: float, b2: float, eps: float, amsgrad: bool) -> core.rule:
     return core.rule(core.ema(b1), core.ema_sq(b2, eps=eps, debias=True, amsgrad=amsgrad))
 
 
-class Adam(Optimizer):
+class Adam(Declared):
     r"""Adam (Kingma & Ba, Algorithm 1) with torch.optim.Adam's arguments, defaults, results.
 
     .. math::
@@ -42,44 +60,16 @@ class Adam(Optimizer):
         tensor([ 0.9000, -2.9000])
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        amsgrad: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-        decoupled_weight_decay: bool = False,
-    ) -> None:
-        super().__init__(
-            params, Adam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-            amsgrad=amsgrad, foreach=foreach, maximize=maximize, capturable=capturable,
-            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
-            nonfinite=nonfinite,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common(type(self).__name__, group)
+    hyperparameters = (
+        LR, BETAS, EPS, WEIGHT_DECAY, AMSGRAD,
+        "*", FOREACH, MAXIMIZE, CAPTURABLE, DIFFERENTIABLE, FUSED, DECOUPLED_WEIGHT_DECAY,
+    )  # fmt: skip
 
     @staticmethod
-    def build(
-        lr: Value, betas: tuple[float, float], eps: float, weight_decay: float, amsgrad: bool,
-        maximize: bool, decoupled_weight_decay: bool,
-    ) -> Transform:  # fmt: skip
-        return wrap(
-            adam_rule(betas[0], betas[1], eps, amsgrad), lr=lr, maximize=maximize,
-            weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-        )  # fmt: skip
+    def _chain(h: Hyperparameters) -> Transform:
+        return wrap(h, adam_rule(h.betas[0], h.betas[1], h.eps, h.amsgrad))
+
+    torch_class = torch.optim.Adam
 
 
 class AdamW(Adam):
@@ -101,27 +91,10 @@ class AdamW(Adam):
         tensor([0.8500])
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            foreach=foreach, maximize=maximize, capturable=capturable,
-            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
-            nonfinite=nonfinite,
-            decoupled_weight_decay=True,
-        )  # fmt: skip
+    hyperparameters = (
+        LR, BETAS, EPS, WEIGHT_DECAY(1e-2), AMSGRAD,
+        "*", MAXIMIZE, FOREACH, CAPTURABLE, DIFFERENTIABLE, FUSED,
+    )  # fmt: skip
+    fixed = {"decoupled_weight_decay": True}
+
+    torch_class = torch.optim.AdamW

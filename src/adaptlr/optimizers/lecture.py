@@ -1,62 +1,18 @@
-"""The lecture's own adaptive rule: divide by the root *mean* square of all past gradients."""
+"""Deprecated: :class:`RootMeanSquare` lives in :mod:`adaptlr.optimizers.root_mean_square`.
 
-from __future__ import annotations
+Kept for one release so that ``from adaptlr.optimizers.lecture import RootMeanSquare`` still
+works; import it as ``adaptlr.RootMeanSquare``.
+"""
 
-from collections.abc import Iterable
-from typing import Any
+import warnings
 
-import torch
+from .root_mean_square import RootMeanSquare
 
-from .. import core
-from ..core import Transform
-from ..core.base import Value
-from ..torch_optim import Optimizer
-from ._common import check_common, wrap
+warnings.warn(
+    "adaptlr.optimizers.lecture is renamed adaptlr.optimizers.root_mean_square (or use "
+    "adaptlr.RootMeanSquare); the old module goes in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
-
-class RootMeanSquare(Optimizer):
-    r"""The lecture's parameter-dependent learning rate with the root-mean-square σ.
-
-    .. math::
-        \sigma_i^t = \sqrt{\frac{1}{t+1}\sum_{k=0}^{t}(g_i^k)^2} + \epsilon,\qquad
-        \theta_i^{t+1} = \theta_i^t - \frac{\eta_t}{\sigma_i^t}\, g_i^t
-
-    Unlike :class:`adaptlr.Adagrad` (the *sum*, whose steps only shrink), the *mean* forgets
-    nothing but does not grow with t: after many small gradients σ becomes small and a steep
-    gradient then makes a large step — the lecture's "burst". ``eps`` (default ``1e-8``) only
-    guards against division by zero; ``lr`` defaults to ``1e-2`` as Adagrad's.
-    The chain: ``[negate], [add_decayed_weights], rms, scale_by_learning_rate``.
-
-    Example:
-        >>> import torch, adaptlr
-        >>> w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-        >>> opt = adaptlr.RootMeanSquare([w], lr=0.1)
-        >>> (w**2).sum().backward(); opt.step()   # sigma_0 = |g_0|: a step of lr
-        >>> w.detach()
-        tensor([0.9000, 1.9000])
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-2,
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        *,
-        maximize: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, RootMeanSquare.build, lr=lr, eps=eps, weight_decay=weight_decay,
-            maximize=maximize, fused=fused, state_dtype=state_dtype,
-            nonfinite=nonfinite,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common("RootMeanSquare", group)
-
-    @staticmethod
-    def build(lr: Value, eps: float, weight_decay: float, maximize: bool) -> Transform:
-        return wrap(core.rms(eps=eps), lr=lr, maximize=maximize, weight_decay=weight_decay)
+__all__ = ["RootMeanSquare"]

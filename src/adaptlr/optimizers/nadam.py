@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
 
-from .. import core
+from .. import _checks, core
 from ..core import Transform
-from ..core.base import Value
-from ..torch_optim import Optimizer
-from . import _checks
-from ._common import check_common, wrap
+from ._common import wrap
+from ._declare import (
+    BETAS,
+    CAPTURABLE,
+    DECOUPLED_WEIGHT_DECAY,
+    DIFFERENTIABLE,
+    EPS,
+    FOREACH,
+    LR,
+    MAXIMIZE,
+    WEIGHT_DECAY,
+    Declared,
+    Hyper,
+    Hyperparameters,
+)
+
+MOMENTUM_DECAY = Hyper("momentum_decay", 4e-3, _checks.NONNEGATIVE, "ψ, torch's momentum decay")
 
 
-class NAdam(Optimizer):
+class NAdam(Declared):
     r"""NAdam (Dozat 2016) with torch.optim.NAdam's arguments, defaults and results.
 
     .. math::
@@ -37,44 +47,14 @@ class NAdam(Optimizer):
         0.8944
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 2e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        momentum_decay: float = 4e-3,
-        decoupled_weight_decay: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, NAdam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-            momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
-            foreach=foreach, maximize=maximize, capturable=capturable,
-            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
-            nonfinite=nonfinite,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common("NAdam", group)
-        _checks.number("NAdam", "momentum_decay", group["momentum_decay"], 0.0)
+    hyperparameters = (
+        LR(2e-3), BETAS, EPS, WEIGHT_DECAY, MOMENTUM_DECAY, DECOUPLED_WEIGHT_DECAY,
+        "*", FOREACH, MAXIMIZE, CAPTURABLE, DIFFERENTIABLE,
+    )  # fmt: skip
 
     @staticmethod
-    def build(
-        lr: Value, betas: tuple[float, float], eps: float, weight_decay: float,
-        momentum_decay: float, decoupled_weight_decay: bool, maximize: bool,
-    ) -> Transform:  # fmt: skip
-        direction = core.nesterov_ema(betas[0], momentum_decay)
-        sigma = core.ema_sq(betas[1], eps=eps, debias=True)
-        return wrap(
-            core.rule(direction, sigma), lr=lr, maximize=maximize, weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )  # fmt: skip
+    def _chain(h: Hyperparameters) -> Transform:
+        direction = core.nesterov_ema(h.betas[0], h.momentum_decay)
+        return wrap(h, core.rule(direction, core.ema_sq(h.betas[1], eps=h.eps, debias=True)))
+
+    torch_class = torch.optim.NAdam

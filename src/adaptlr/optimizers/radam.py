@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
 
 from .. import core
 from ..core import Transform
-from ..core.base import Value
-from ..torch_optim import Optimizer
-from ._common import check_common, wrap
+from ._common import wrap
+from ._declare import (
+    BETAS,
+    CAPTURABLE,
+    DECOUPLED_WEIGHT_DECAY,
+    DIFFERENTIABLE,
+    EPS,
+    FOREACH,
+    LR,
+    MAXIMIZE,
+    WEIGHT_DECAY,
+    Declared,
+    Hyperparameters,
+)
 
 
-class RAdam(Optimizer):
+class RAdam(Declared):
     r"""RAdam (Liu et al. 2019) with torch.optim.RAdam's arguments, defaults and results.
 
     .. math::
@@ -36,41 +44,13 @@ class RAdam(Optimizer):
         tensor([0.8000])
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        decoupled_weight_decay: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        capturable: bool = False,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, RAdam.build, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay, foreach=foreach, maximize=maximize,
-            capturable=capturable, differentiable=differentiable, fused=fused,
-            state_dtype=state_dtype,
-            nonfinite=nonfinite,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common("RAdam", group)
+    hyperparameters = (
+        LR, BETAS, EPS, WEIGHT_DECAY, DECOUPLED_WEIGHT_DECAY,
+        "*", FOREACH, MAXIMIZE, CAPTURABLE, DIFFERENTIABLE,
+    )  # fmt: skip
 
     @staticmethod
-    def build(
-        lr: Value, betas: tuple[float, float], eps: float, weight_decay: float,
-        decoupled_weight_decay: bool, maximize: bool,
-    ) -> Transform:  # fmt: skip
-        rule = core.rule(core.ema(betas[0]), core.rectified(betas[1], eps=eps))
-        return wrap(
-            rule, lr=lr, maximize=maximize, weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )  # fmt: skip
+    def _chain(h: Hyperparameters) -> Transform:
+        return wrap(h, core.rule(core.ema(h.betas[0]), core.rectified(h.betas[1], eps=h.eps)))
+
+    torch_class = torch.optim.RAdam

@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-from .. import core
+from .. import _checks, core
 from ..core import Transform
-from ..core.base import Value
 from ..core.magnitude import INITS
-from ..torch_optim import Optimizer
-from . import _checks
-from ._common import check_common, wrap
+from ._common import wrap
+from ._declare import (
+    CAPTURABLE,
+    DIFFERENTIABLE,
+    EPS,
+    FOREACH,
+    LR,
+    MAXIMIZE,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    Declared,
+    Hyper,
+    Hyperparameters,
+    Rule,
+)
+
+ALPHA = Hyper("alpha", 0.99, _checks.UNIT, "α, the decay rate of the moving average of g²")
+CENTERED = Hyper(
+    "centered", False, _checks.FLAG, "divide by the root of an estimate of the variance", "bool"
+)
+INIT = Hyper(
+    "init",
+    "zero",
+    _checks.Choice(INITS),
+    "'zero' starts at v_0 = 0 (torch); 'first_gradient' at v_1 = g_1² (the lecture's)",
+    "str",
+)
 
 
-class RMSprop(Optimizer):
+class RMSprop(Declared):
     r"""RMSprop with torch.optim.RMSprop's arguments, defaults and results, plus ``init``.
 
     .. math::
@@ -41,46 +63,29 @@ class RMSprop(Optimizer):
         tensor([2.9000])
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0,
-        momentum: float = 0,
-        centered: bool = False,
-        capturable: bool = False,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        differentiable: bool = False,
-        *,
-        init: str = "zero",
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, RMSprop.build, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-            momentum=momentum, centered=centered, capturable=capturable, foreach=foreach,
-            maximize=maximize, differentiable=differentiable, fused=fused,
-            state_dtype=state_dtype,
-            nonfinite=nonfinite, init=init,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common("RMSprop", group)
-        _checks.number("RMSprop", "alpha", group["alpha"], 0.0, 1.0)
-        _checks.number("RMSprop", "momentum", group["momentum"], 0.0)
-        _checks.choice("RMSprop", "init", group["init"], INITS)
-        if group["centered"] and group["init"] != "zero":
-            raise ValueError("RMSprop: centered=True requires init='zero'")
+    hyperparameters = (
+        LR(1e-2), ALPHA, EPS, WEIGHT_DECAY, MOMENTUM, CENTERED, CAPTURABLE, FOREACH, MAXIMIZE,
+        DIFFERENTIABLE, "*", INIT,
+    )  # fmt: skip
+    rules = (
+        Rule(lambda h: not h.centered or h.init == "zero", "centered=True requires init='zero'"),
+    )
 
     @staticmethod
-    def build(
-        lr: Value, alpha: float, eps: float, weight_decay: float, momentum: float,
-        centered: bool, maximize: bool, init: str,
-    ) -> Transform:  # fmt: skip
-        sigma = core.ema_sq(alpha, eps=eps, centered=centered, init=init, name="square_avg")
-        after = (core.momentum(momentum),) if momentum else ()
-        return wrap(sigma, lr=lr, maximize=maximize, weight_decay=weight_decay, after=after)
+    def _chain(h: Hyperparameters) -> Transform:
+        sigma = core.ema_sq(h.alpha, eps=h.eps, centered=h.centered, init=h.init, name="square_avg")
+        after = (core.momentum(h.momentum),) if h.momentum else ()
+        return wrap(h, sigma, after=after)
+
+    torch_class = torch.optim.RMSprop
+
+    @classmethod
+    def prepare_torch_state_dict(cls, state_dict: dict[str, Any]) -> None:
+        """torch.optim.RMSprop starts at v_0 = 0: refuse the lecture's ``init``; the ``init``
+        key itself goes with the other hyperparameters torch does not take."""
+        for gi, group in enumerate(state_dict["param_groups"]):
+            if group.get("init", "zero") != "zero":
+                raise ValueError(
+                    f"{cls.__name__}: param group {gi} has init={group['init']!r} (the "
+                    f"lecture's RMSProp), which torch.optim.RMSprop cannot express"
+                )

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-from .. import core
+from .. import _checks, core
 from ..core import Transform
-from ..core.base import Value
-from ..torch_optim import Optimizer
-from . import _checks
-from ._common import check_common, wrap
+from ._common import wrap
+from ._declare import (
+    DIFFERENTIABLE,
+    FOREACH,
+    FUSED,
+    LR,
+    MAXIMIZE,
+    MOMENTUM,
+    WEIGHT_DECAY,
+    Declared,
+    Hyper,
+    Hyperparameters,
+    Rule,
+)
+
+DAMPENING = Hyper("dampening", 0, _checks.UNIT, "τ: the gradient enters the buffer times 1 - τ")
+NESTEROV = Hyper("nesterov", False, _checks.FLAG, "Nesterov momentum: step by g + μb", "bool")
 
 
-class SGD(Optimizer):
+class SGD(Declared):
     r"""SGD with torch.optim.SGD's arguments, defaults and results.
 
     .. math::
@@ -26,8 +38,7 @@ class SGD(Optimizer):
         \theta_t = \theta_{t-1} - \eta_t m_t
 
     The chain: ``[negate], [add_decayed_weights], [momentum], scale_by_learning_rate``; σ = 1.
-    ``lr`` may be a schedule from :mod:`adaptlr.schedules`. ``foreach`` and ``fused`` are
-    accepted for compatibility and select nothing.
+    ``lr`` may be a schedule from :mod:`adaptlr.schedules`.
 
     Example:
         >>> import torch, adaptlr
@@ -38,40 +49,30 @@ class SGD(Optimizer):
         tensor([0.8000])
     """
 
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: Value = 1e-3,
-        momentum: float = 0,
-        dampening: float = 0,
-        weight_decay: float = 0,
-        nesterov: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        state_dtype: torch.dtype | None = None,
-        nonfinite: str = "ignore",
-    ) -> None:
-        super().__init__(
-            params, SGD.build, lr=lr, momentum=momentum, dampening=dampening,
-            weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, foreach=foreach,
-            differentiable=differentiable, fused=fused, state_dtype=state_dtype,
-            nonfinite=nonfinite,
-        )  # fmt: skip
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        check_common("SGD", group)
-        _checks.number("SGD", "momentum", group["momentum"], 0.0)
-        _checks.number("SGD", "dampening", group["dampening"], 0.0, 1.0)
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError("SGD: nesterov=True requires momentum > 0 and dampening = 0")
+    hyperparameters = (
+        LR, MOMENTUM, DAMPENING, WEIGHT_DECAY, NESTEROV,
+        "*", MAXIMIZE, FOREACH, DIFFERENTIABLE, FUSED,
+    )  # fmt: skip
+    rules = (
+        Rule(
+            lambda h: not h.nesterov or (h.momentum > 0 and h.dampening == 0),
+            "nesterov=True requires momentum > 0 and dampening = 0",
+        ),
+    )
 
     @staticmethod
-    def build(
-        lr: Value, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
-        maximize: bool,
-    ) -> Transform:  # fmt: skip
-        middle = (core.momentum(momentum, dampening, nesterov),) if momentum else ()
-        return wrap(*middle, lr=lr, maximize=maximize, weight_decay=weight_decay)
+    def _chain(h: Hyperparameters) -> Transform:
+        middle = (core.momentum(h.momentum, h.dampening, h.nesterov),) if h.momentum else ()
+        return wrap(h, *middle)
+
+    torch_class = torch.optim.SGD
+
+    @classmethod
+    def prepare_torch_state_dict(cls, state_dict: dict[str, Any]) -> None:
+        """torch's SGD keeps no step count (it detects the first step by a missing buffer):
+        drop each parameter's ``step``, and a state left empty."""
+        state = state_dict["state"]
+        for idx in list(state):
+            state[idx].pop("step", None)
+            if not state[idx]:
+                del state[idx]

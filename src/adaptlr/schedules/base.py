@@ -1,35 +1,36 @@
-"""The ``Schedule`` base class, argument checks shared by every schedule, and ``sample``."""
+"""The ``Schedule`` base class, the check of a step, and ``sample``."""
 
 from __future__ import annotations
 
 import math
-import numbers
 import operator
-from collections.abc import Iterable
 from typing import Any
+
+from .._checks import as_int, fail_type, fail_value
 
 __all__ = ["Schedule", "sample"]
 
 
 def check_step(step: Any) -> int:
-    """Return ``step`` as a Python ``int``; raise ``ValueError`` unless it is an integer >= 0.
+    """Return ``step`` as a Python ``int``: a ``TypeError`` unless it is a number, a
+    ``ValueError`` unless it is an integer >= 0.
 
     Integer-valued floats and 0-dim tensors (e.g. an optimizer's ``state["step"]``) are accepted.
     """
     if isinstance(step, (bool, str, bytes)):
-        raise ValueError(f"step must be a non-negative integer, got {step!r}")
+        fail_type("Schedule", "step", "a non-negative integer", step)
     try:
         t = operator.index(step)
     except TypeError:
         try:
             f = float(step)
         except (TypeError, ValueError):
-            raise ValueError(f"step must be a non-negative integer, got {step!r}") from None
+            fail_type("Schedule", "step", "a non-negative integer", step)
         if not math.isfinite(f) or not f.is_integer():
-            raise ValueError(f"step must be a non-negative integer, got {step!r}") from None
+            fail_value("Schedule", "step", "a non-negative integer", step)
         t = int(f)
     if t < 0:
-        raise ValueError(f"step must be a non-negative integer, got {t}")
+        fail_value("Schedule", "step", "a non-negative integer", step)
     return t
 
 
@@ -93,52 +94,6 @@ def sample(schedule: Schedule, steps: int) -> list[float]:
     [1.0, 1.0, 0.5, 0.5, 0.25]
     """
     if not isinstance(schedule, Schedule):
-        raise ValueError(f"sample: schedule must be a Schedule, got {type(schedule).__name__}")
+        fail_type("sample", "schedule", "a Schedule", schedule)
     n = as_int("sample", "steps", steps, minimum=0)
     return [schedule(t) for t in range(n)]
-
-
-# --- argument checks: every message names the function, the argument and what is allowed ---
-
-
-def as_float(
-    fn: str, name: str, value: Any, *, minimum: float | None = 0.0, strict: bool = False
-) -> float:
-    """``value`` as a finite float, ``>= minimum`` (``> minimum`` if ``strict``)."""
-    bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
-    allowed = f"a finite number{bound}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
-    x = float(value)
-    if not math.isfinite(x) or (minimum is not None and (x <= minimum if strict else x < minimum)):
-        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
-    return x
-
-
-def as_int(fn: str, name: str, value: Any, *, minimum: int = 1) -> int:
-    """``value`` as a Python int ``>= minimum``."""
-    allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    if isinstance(value, bool):
-        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
-    try:
-        x = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}") from None
-    if x < minimum:
-        raise ValueError(f"{fn}: {name} must be {allowed}, got {value!r}")
-    return x
-
-
-def as_choice(fn: str, name: str, value: Any, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(
-            f"{fn}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
-        )
-    return value
-
-
-def as_bool(fn: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{fn}: {name} must be True or False, got {value!r}")
-    return value

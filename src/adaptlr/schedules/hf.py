@@ -14,7 +14,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .base import Schedule, as_float, as_int
+from .._checks import as_float, as_int
+from .base import Schedule
 from .shapes import (
     constant,
     cosine_hard_restarts,

@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import Schedule, as_bool, as_choice, as_float, as_int
+from .._checks import as_bool, as_choice, as_float, as_int, fail_type, fail_value
+from .base import Schedule
 
 __all__ = [
     "constant",
@@ -81,9 +82,8 @@ class MultiStep(Schedule):
     def __post_init__(self) -> None:
         _set(self, "lr", as_float("multi_step", "lr", self.lr))
         if isinstance(self.milestones, (str, bytes)) or not isinstance(self.milestones, Sequence):
-            raise ValueError(
-                f"multi_step: milestones must be a sequence of positive integers, "
-                f"got {self.milestones!r}"
+            fail_type(
+                "multi_step", "milestones", "a sequence of positive integers", self.milestones
             )
         ms = sorted(as_int("multi_step", "milestones", m) for m in self.milestones)
         _set(self, "milestones", tuple(ms))
@@ -489,15 +489,16 @@ class Join(Schedule):
     boundaries: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        allowed = "a non-empty sequence of Schedule objects"
         if isinstance(self.schedules, Schedule) or not isinstance(self.schedules, Sequence):
-            raise ValueError("join: schedules must be a non-empty sequence of Schedule objects")
+            fail_type("join", "schedules", allowed, self.schedules)
         scheds = tuple(self.schedules)
-        if not scheds or not all(isinstance(s, Schedule) for s in scheds):
-            raise ValueError("join: schedules must be a non-empty sequence of Schedule objects")
+        if not scheds:
+            fail_value("join", "schedules", allowed, self.schedules)
+        if not all(isinstance(s, Schedule) for s in scheds):
+            fail_type("join", "schedules", allowed, self.schedules)
         if not isinstance(self.boundaries, Sequence):
-            raise ValueError(
-                f"join: boundaries must be a sequence of ints, got {self.boundaries!r}"
-            )
+            fail_type("join", "boundaries", "a sequence of ints", self.boundaries)
         bounds = tuple(as_int("join", "boundaries", b, minimum=0) for b in self.boundaries)
         if len(bounds) != len(scheds) - 1:
             raise ValueError(
@@ -522,9 +523,7 @@ class Shift(Schedule):
 
     def __post_init__(self) -> None:
         if not isinstance(self.schedule, Schedule):
-            raise ValueError(
-                f"shift: schedule must be a Schedule, got {type(self.schedule).__name__}"
-            )
+            fail_type("shift", "schedule", "a Schedule", self.schedule)
         _set(self, "steps", as_int("shift", "steps", self.steps, minimum=0))
 
     def value(self, t: int) -> float:

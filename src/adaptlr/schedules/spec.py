@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._checks import fail_type
 from . import shapes
 from .base import Schedule
 
@@ -101,7 +102,7 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
     0.1
     """
     if not isinstance(spec, str):
-        raise ValueError(f"spec must be a string, {_FORM}, got {spec!r}")
+        fail_type("from_spec", "spec", f"a string ({_FORM})", spec)
     name, _, body = spec.strip().partition(":")
     name = name.strip()
     if name not in SCHEDULES:

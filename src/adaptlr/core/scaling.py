@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from .base import Context, Part, Value, resolve
+from .._checks import LR, NONNEGATIVE
+from .base import Context, Part, Value, all_reduce_sum, resolve
 
 
 @dataclass(frozen=True, repr=False)
@@ -23,6 +22,9 @@ class scale_by_learning_rate(Part):
 
     lr: Value
     is_scale = True
+
+    def __post_init__(self) -> None:
+        self._check_fields(lr=LR)
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
         return {"lr": resolve(self.lr, ctx.count)}, {}
@@ -41,11 +43,14 @@ class scale_by_lr_decay(Part):
     Unlike a schedule it follows each tensor's own step count :math:`t`, as torch does.
     """
 
-    lr_decay: float
+    lr_decay: Value
     is_scale = True
 
+    def __post_init__(self) -> None:
+        self._check_fields(lr_decay=NONNEGATIVE)
+
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        return {"f": 1.0 / (1.0 + (ctx.step - 1) * self.lr_decay)}, {}
+        return {"f": 1.0 / (1.0 + (ctx.step - 1) * resolve(self.lr_decay, ctx.count))}, {}
 
     def apply(self, u, p, buf, c, ops):
         return c["f"] * u, {}
@@ -58,10 +63,13 @@ class scale_by_lr_decay(Part):
 class scale(Part):
     r"""Multiply by a constant: :math:`u \leftarrow s\,u`."""
 
-    factor: float
+    factor: Value
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"factor": resolve(self.factor, ctx.count)}, {}
 
     def apply(self, u, p, buf, c, ops):
-        return self.factor * u, {}
+        return c["factor"] * u, {}
 
 
 @dataclass(frozen=True, repr=False)
@@ -81,20 +89,56 @@ class add_decayed_weights(Part):
     *decoupled* (AdamW: :math:`\theta \leftarrow \theta - \eta_t(u + \lambda\theta)`).
     """
 
-    weight_decay: float
+    weight_decay: Value
+
+    def __post_init__(self) -> None:
+        self._check_fields(weight_decay=NONNEGATIVE)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"weight_decay": resolve(self.weight_decay, ctx.count)}, {}
 
     def apply(self, u, p, buf, c, ops):
-        return u + self.weight_decay * p, {}
+        return u + c["weight_decay"] * p, {}
+
+
+@dataclass(frozen=True, repr=False)
+class add_constant(Part):
+    r"""Add a number to every element: :math:`u \leftarrow u + \lambda`.
+
+    torch-optimizer 0.3.0's SGDW "weight decay" (``p.add_(weight_decay, alpha=-lr)`` adds
+    the *number* λ, not λθ): before :class:`~adaptlr.core.scale_by_learning_rate` it moves
+    every element by −ηλ whatever its value. Kept so that :class:`adaptlr.SGDW` can give
+    that package's results; decay proportional to θ is
+    :class:`~adaptlr.core.add_decayed_weights`.
+    """
+
+    value: Value
+
+    def __post_init__(self) -> None:
+        self._check_fields(value=NONNEGATIVE)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        return {"value": resolve(self.value, ctx.count)}, {}
+
+    def apply(self, u, p, buf, c, ops):
+        return u + c["value"], {}
 
 
 @dataclass(frozen=True, repr=False)
 class clip_by_value(Part):
     r"""Clip each element: :math:`u \leftarrow \min(\max(u, -c), c)`."""
 
-    max_value: float
+    max_value: Value
+
+    def __post_init__(self) -> None:
+        self._check_fields(max_value=NONNEGATIVE)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        value = resolve(self.max_value, ctx.count)
+        return {"low": -value, "high": value}, {}
 
     def apply(self, u, p, buf, c, ops):
-        return ops.minimum(ops.maximum(u, -self.max_value), self.max_value), {}
+        return ops.minimum(ops.maximum(u, c["low"]), c["high"]), {}
 
 
 @dataclass(frozen=True, repr=False)
@@ -110,12 +154,15 @@ class clip_by_global_norm(Part):
     squares are added across processes; every process must then step every time.
     """
 
-    max_norm: float
+    max_norm: Value
     process_group: Any = None
     needs_norm = True
 
+    def __post_init__(self) -> None:
+        self._check_fields(max_norm=NONNEGATIVE)
+
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        return {"f": min(1.0, self.max_norm / (ctx.norm + 1e-6))}, {}
+        return {"f": min(1.0, resolve(self.max_norm, ctx.count) / (ctx.norm + 1e-6))}, {}
 
     def apply(self, u, p, buf, c, ops):
         return c["f"] * u, {}
@@ -123,10 +170,4 @@ class clip_by_global_norm(Part):
     def reduce_sq(self, local: float) -> float:
         if self.process_group is None:
             return local
-        import torch.distributed as dist
-
-        group = None if self.process_group == "world" else self.process_group
-        device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
-        total = torch.tensor([local], dtype=torch.float64, device=device)
-        dist.all_reduce(total, group=group)
-        return float(total)
+        return all_reduce_sum(local, self.process_group)
