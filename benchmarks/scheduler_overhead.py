@@ -1,7 +1,9 @@
 """What writing hyperparameters every step (a torch scheduler's job) adds to an adaptlr step.
 
 Side by side in one process: the same optimizer and parameters stepped plain (twice, two
-optimizers over two copies of the parameters: their difference is the noise); with a new
+optimizers over two copies of the parameters: their difference is the noise); with a
+CosineAnnealingLR built and never stepped (torch's wrapper around ``optimizer.step`` alone,
+which every scheduler installs); with a new
 ``group["lr"]`` written after every step by a bare assignment; with ``lr``, ``betas``, ``eps``
 and ``weight_decay`` all written after every step; with
 ``torch.optim.lr_scheduler.CosineAnnealingLR`` and with ``OneCycleLR`` (which cycles ``betas``
@@ -33,7 +35,7 @@ SHAPES = {
 }
 
 
-def make(shapes: list[tuple[int, ...]], fused: bool | None) -> list[torch.nn.Parameter]:
+def make(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
     gen = torch.Generator().manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(*s, generator=gen)) for s in shapes]
     for p in params:
@@ -42,19 +44,28 @@ def make(shapes: list[tuple[int, ...]], fused: bool | None) -> list[torch.nn.Par
 
 
 KINDS = [
-    "plain", "plain again", "lr written", "all written", "CosineAnnealingLR", "OneCycleLR",
-    "schedule",
+    "plain", "plain again", "lr written", "all written", "wrapped", "CosineAnnealingLR",
+    "OneCycleLR", "schedule",
 ]  # fmt: skip
 
 
-def runner(kind: str, shapes: list[tuple[int, ...]], fused: bool | None) -> Callable[[int], float]:
-    """A function that runs ``steps`` steps of ``kind`` and returns the seconds in ``step()``."""
-    params = make(shapes, fused)
-    if kind == "schedule":
-        opt = adaptlr.AdamW(params, lr=schedules.cosine(1e-3, total_steps=10**9), fused=fused)
+def runner(kind: str, shapes: list[tuple[int, ...]], path: str) -> Callable[[int], float]:
+    """A function that runs ``steps`` steps of ``kind`` and returns the seconds in ``step()``.
+
+    ``path``: adaptlr's ``"fused"`` or ``"reference"`` step, or ``"torch fused"``
+    (``torch.optim.AdamW(fused=True)``, the control: what the same schedulers cost torch).
+    """
+    params = make(shapes)
+    if path == "torch fused":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    elif kind == "schedule":
+        lr = schedules.cosine(1e-3, total_steps=10**9)
+        opt = adaptlr.AdamW(params, lr=lr, fused=path == "fused" and None)
     else:
-        opt = adaptlr.AdamW(params, lr=1e-3, fused=fused)
+        opt = adaptlr.AdamW(params, lr=1e-3, fused=path == "fused" and None)
     sched: torch.optim.lr_scheduler.LRScheduler | None = None
+    if kind == "wrapped":  # what building any LRScheduler does to optimizer.step, alone
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10**9)
     if kind == "CosineAnnealingLR":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10**9)
     elif kind == "OneCycleLR":
@@ -95,25 +106,29 @@ def main(argv: list[str] | None = None) -> int:
         f"also us per `scheduler.step()`",
         "",
         "| parameters | path | plain | plain again | ratio | lr written | ratio "
-        "| lr, betas, eps, wd written | ratio "
+        "| lr, betas, eps, wd written | ratio | scheduler built, never stepped | ratio "
         "| CosineAnnealingLR | ratio | its step | OneCycleLR | ratio | its step "
         "| adaptlr schedule | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, shapes in SHAPES.items():
-        for fused, path in ((None, "fused"), (False, "reference")):
-            runs = {k: runner(k, shapes, fused) for k in KINDS}
-            inside: dict[str, list[float]] = {k: [] for k in KINDS}
-            total: dict[str, list[float]] = {k: [] for k in KINDS}
+        for path in ("fused", "reference", "torch fused"):
+            kinds = [k for k in KINDS if not (path == "torch fused" and k == "schedule")]
+            runs = {k: runner(k, shapes, path) for k in kinds}
+            inside: dict[str, list[float]] = {k: [] for k in kinds}
+            total: dict[str, list[float]] = {k: [] for k in kinds}
             for _ in range(args.rounds):
-                for k in KINDS:
+                for k in kinds:
                     t0 = time.perf_counter()
                     inside[k].append(runs[k](args.steps) / args.steps * 1e6)
                     total[k].append((time.perf_counter() - t0) / args.steps * 1e6)
             med = {k: statistics.median(v) for k, v in inside.items()}
-            own = {k: statistics.median(total[k]) - med[k] for k in KINDS}
+            own = {k: statistics.median(total[k]) - med[k] for k in kinds}
             cells = []
             for k in KINDS[1:]:
+                if k not in med:
+                    cells.append("— | —")
+                    continue
                 cells.append(f"{med[k]:.1f} | {med[k] / med['plain']:.3f}")
                 if k in ("CosineAnnealingLR", "OneCycleLR"):
                     cells.append(f"{own[k]:.1f}")
