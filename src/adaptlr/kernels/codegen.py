@@ -282,7 +282,7 @@ class _Body:
         return self._store(self.value_as(node, self.sd), self.sd)
 
 
-#: the measuring kernel's extra arguments (see ``adaptlr.kernels.flat._launch_stats``; the
+#: the measuring kernel's extra arguments (see ``adaptlr.kernels.measure.launch_stats``; the
 #: numba kernel also adds up its chunks' sums into ``T``)
 _STATS_ARGS = ", stats, S, Sp, E, stride, every, sbase"
 
@@ -409,8 +409,8 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
     out: list[str] = []
     # each kernel ``k`` also as ``k_serial``, compiled without numba's parallel runtime
     # (``prange`` is then ``range``): for a step too small to share out (see
-    # ``flat.PARALLEL_GRAIN``), which skips the thread-pool launch and the thread-count calls
-    # around it, and for a process whose pool is unusable (see ``flat.threads_for``); numba
+    # ``launch.PARALLEL_GRAIN``), which skips the thread-pool launch and the thread-count calls
+    # around it, and for a process whose pool is unusable (see ``launch.threads_for``); numba
     # compiles a kernel on its first call, so an unused variant costs nothing
     for name in ("step", "step_serial", "step_stats", "step_stats_serial"):
         stats = name.startswith("step_stats")
