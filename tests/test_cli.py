@@ -71,7 +71,7 @@ def test_schedule_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["lab", "run", "--start", "1;2"], "expected 'x,y'"),
         (["lab", "run", "--steps", "x"], "invalid int value"),
         (["schedule", "plot", "cosine:total_steps=10,foo=1"], "allowed: lr, total_steps"),
-        (["bogus"], "choose from 'demo', 'lab', 'schedule', 'monitor'"),
+        (["bogus"], "choose from 'demo', 'lab', 'schedule', 'monitor', 'lr-find'"),
         (["lab", "nope"], "choose from 'surfaces', 'run'"),
         (["monitor", "report", "/no/such/log.jsonl"], "no such log file"),
     ],

@@ -15,6 +15,7 @@ from types import ModuleType
 # schedules is eager, not lazy: importing it registers every Schedule class with
 # torch.load(weights_only=True), which a checkpoint holding a group's lr_schedule needs
 from . import checkpoint, core, kernels, schedules, stats  # (the adapter needs them all)
+from .lr_finder import LRFinderResult, lr_find
 from .optimizers import (
     SGD,
     SGDW,
@@ -22,12 +23,23 @@ from .optimizers import (
     Adagrad,
     Adam,
     AdamW,
+    AdamWScheduleFree,
     AMSBound,
+    DAdaptAdaGrad,
+    DAdaptAdam,
+    DAdaptSGD,
+    DoG,
+    LDoG,
     Lookahead,
     NAdam,
+    PolynomialDecayAverager,
+    Prodigy,
     RAdam,
+    RAdamScheduleFree,
     RMSprop,
     RootMeanSquare,
+    SGDScheduleFree,
+    schedule_free,  # adaptlr.schedule_free.update_bn
 )
 from .torch_optim import Optimizer, ScheduleOverrideWarning
 
@@ -40,22 +52,35 @@ _LAZY = ("lab", "monitor")
 __all__ = [
     "SGD",
     "SGDW",
+    "SGDScheduleFree",
     "AdaBound",
     "AMSBound",
     "Lookahead",
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
+    "DAdaptAdaGrad",
+    "DAdaptAdam",
+    "DAdaptSGD",
+    "DoG",
+    "LDoG",
+    "LRFinderResult",
     "NAdam",
+    "PolynomialDecayAverager",
+    "Prodigy",
     "Optimizer",
     "RAdam",
+    "RAdamScheduleFree",
     "RMSprop",
     "RootMeanSquare",
     "ScheduleOverrideWarning",
     "checkpoint",
     "core",
     "kernels",
+    "lr_find",
     "monitor",
+    "schedule_free",
     "schedules",
     "stats",
     "__version__",

@@ -64,6 +64,12 @@ def _build_parser() -> argparse.ArgumentParser:
     rep = mon_sub.add_parser("report", help="write a report from a monitor log")
     rep.add_argument("log", help="LOG.jsonl written by adaptlr.monitor")
     rep.add_argument("--out", default="adaptlr-report")
+
+    lrf = sub.add_parser("lr-find", help="LR range test on a built-in task, print suggestions")
+    lrf.add_argument("--task", default="digits", help="digits or charlm (adaptlr.lab.tasks)")
+    lrf.add_argument("--optimizer", default="adamw", help='spec such as "adamw" or "adam:eps=1e-6"')
+    lrf.add_argument("--seed", type=int, default=0, help="seeds the model and the batches")
+    lrf.add_argument("--out", default="lr_find.png", help="figure path (PNG)")
     return p
 
 
@@ -193,6 +199,26 @@ def _schedule_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr_find(args: argparse.Namespace) -> int:
+    from .lab.specs import parse_optimizer
+    from .lab.tasks import get_task, lr_find
+
+    cmd = "adaptlr lr-find"
+    task = get_task(args.task)
+    if args.seed < 0:
+        raise _Error(f"{cmd}: --seed must be >= 0; got {args.seed}")
+    spec = parse_optimizer(args.optimizer)
+    _check_file_out(cmd, "--out", args.out, _figure_suffixes())
+    result = lr_find(task, spec.build, seed=args.seed)
+    with _writing(cmd, {"--out": args.out}):
+        result.plot(args.out)
+    print(f"{task.name}, {spec.label}, seed {args.seed}")
+    for line in result.summary():
+        print(line)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _monitor_report(args: argparse.Namespace) -> int:
     cmd = "adaptlr monitor report"
     log = Path(args.log)
@@ -223,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _lab_surfaces(args) if args.lab_command == "surfaces" else _lab_run(args)
         if args.command == "schedule":
             return _schedule_plot(args)
+        if args.command == "lr-find":
+            return _lr_find(args)
         return _monitor_report(args)
     except _Error as err:
         print(f"error: {err}", file=sys.stderr)

@@ -201,7 +201,7 @@ def reference_stats(
             part = {k: v for k, v in st.items() if k not in keys}
             part.update({k: _real(st[k]).reshape(-1)[first::stride] for k in keys})
             try:  # the step is done: a measurement must not fail it
-                e = transform.effective_lr_one(part, count)
+                e = transform.effective_lr_one(part, count, getattr(states, "shared", None))
             except Exception:  # noqa: BLE001
                 e = None
             if e is not None:

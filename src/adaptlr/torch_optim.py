@@ -16,7 +16,7 @@ from torch import Tensor
 from . import kernels
 from ._group_keys import IMPLEMENTATION_KEYS, SCHEDULE_KEY
 from .checkpoint import check_state_dict
-from .core import Transform
+from .core import State, Transform
 from .core.base import LOW_PRECISION, resolve
 from .kernels import Gathered, has_dtensor
 from .schedules import Schedule
@@ -325,9 +325,10 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             t = self.transform_for(group)
             count = group.get("applied_steps", 0)
+            shared = {k: group[k] for k in t.shared_keys if k in group}
             out.append(
                 [
-                    t.effective_lr_one(self.state[p], count) if self.state.get(p) else None
+                    t.effective_lr_one(self.state[p], count, shared) if self.state.get(p) else None
                     for p in group["params"]
                 ]
             )
@@ -433,6 +434,46 @@ class Optimizer(torch.optim.Optimizer):
             return False
         return True
 
+    @staticmethod
+    def _init_shared(group: dict[str, Any], t: Transform) -> dict[str, float]:
+        """The scalars ``t`` keeps once per group (Prodigy's ``d``), read from the group, where
+        they live as the reference packages keep them; set to their initial values if new."""
+        if not t.shared_keys:
+            return {}
+        for k, v in t.init_shared().items():
+            group.setdefault(k, v)
+        return {k: group[k] for k in t.shared_keys}
+
+    def _optimizer_sums(
+        self, work: list[tuple[dict[str, Any], list[Tensor], Transform, Gathered]]
+    ) -> dict[int, dict[int, dict[str, float]]]:
+        """The sums that run over every group (D-Adaptation's, Prodigy's): each group's share,
+        added up, and across processes; by group index, then slot."""
+        wide = [(gi, w) for gi, w in enumerate(work) if w[2].optimizer_sums_slot is not None]
+        if not wide:
+            return {}
+        first = wide[0][1][2]
+        part = first.slots[first.optimizer_sums_slot].part  # type: ignore[index]
+        totals = {x.name: 0.0 for x in part.sums if x.scope == "optimizer"}
+        todo = [w for _, w in wide if w[1]]
+        fast = [w for w in todo if w[0].get("fused") is not False]
+        # the reduction kernels, every group's share read back at once (None: not fused)
+        shares = self._fast_path.partial_sums(
+            self, [(g, ps, t, f, self._init_shared(g, t)) for g, ps, t, f in fast]
+        )
+        fused = {id(w[0]): share for w, share in zip(fast, shares)}
+        for group, params, t, _ in todo:
+            local = fused.get(id(group))
+            if local is None:
+                self._init_state(group, params, t)
+                states = State([self.state[p] for p in params], self._init_shared(group, t))
+                count = group["applied_steps"]
+                local = t.partial_sums([p.grad for p in params], states, params, count)
+            for k, v in local.items():
+                totals[k] += v
+        totals = part.reduce_sums(totals)
+        return {gi: {w[2].optimizer_sums_slot: totals} for gi, w in wide}  # type: ignore[misc]
+
     def _init_state(self, group: dict[str, Any], params: list[Tensor], t: Transform) -> None:
         """Create missing state entries (the fused path keeps its own, flat, state)."""
         keys, sdtype = t.state_keys, group.get("state_dtype")
@@ -458,30 +499,37 @@ class Optimizer(torch.optim.Optimizer):
             for group in self.param_groups:
                 group["skipped_steps"] = group.get("skipped_steps", 0) + 1
             return loss
+        wide = self._optimizer_sums(work)
         for gi, (group, params, t, found) in enumerate(work):
-            if not params:
+            if not params:  # (a group with no gradient is left as it was, shared keys too)
                 if t.collective:  # the other processes wait for this one's share of a norm
-                    t.update([], [], [], count=group["applied_steps"])
+                    shared = self._init_shared(group, t)
+                    t.update([], State([], shared), [], group["applied_steps"], wide.get(gi))
                 continue
+            shared = self._init_shared(group, t)
             # DTensor (FSDP2) shards: a step sees only this process's share, so it measures
             # nothing (the monitor then measures through its hooks, over whole DTensors)
             measure = request if request is None or not has_dtensor(params) else None
             if group.get("fused") is not False:
-                taken = self._fast_path.step(self, group, params, t, measure, found)
+                taken = self._fast_path.step(
+                    self, group, params, t, measure, found, shared, wide.get(gi)
+                )
                 if taken:
                     group["applied_steps"] += 1
                     if isinstance(taken, StepStats):
                         self.last_stats[gi] = taken
                     continue
             self._init_state(group, params, t)
-            states = [self.state[p] for p in params]
+            states = State([self.state[p] for p in params], shared)
             old = snapshot(params) if measure is not None else None
             updates, new_states = t.update(
-                [p.grad for p in params], states, params, count=group["applied_steps"]
+                [p.grad for p in params], states, params, group["applied_steps"], wide.get(gi)
             )
             for p, u, st, new in zip(params, updates, states, new_states):
                 p.add_(u)
                 st.update(new)
+            group.update(new_states.shared)
+            states.shared.update(new_states.shared)  # what the step's statistics read
             group["applied_steps"] += 1
             if measure is not None and old is not None:
                 last = self.__dict__.setdefault("_last_measured", {})

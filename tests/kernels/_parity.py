@@ -92,16 +92,22 @@ def rel_err(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor | None = None)
     return float((a.double() - b.double()).abs().max() / scale)
 
 
-def two_groups(params, cfg):
+def other_lr(kind, cfg, factor):
+    """The lr of a second group: ``factor`` times the first's, or the same lr for the
+    optimizers whose one estimate of d serves every group (they refuse another lr)."""
     lr = cfg.get("lr", 0.01)
-    return [{"params": params[:3]}, {"params": params[3:], "lr": lr * 3}]
+    return lr if getattr(kind, "same_in_every_group", None) is not None else lr * factor
+
+
+def two_groups(kind, params, cfg):
+    return [{"params": params[:3]}, {"params": params[3:], "lr": other_lr(kind, cfg, 3)}]
 
 
 def make(kind, params, cfg, fused):
     """An optimizer: a registry class, or a user chain (kind is a Transform)."""
     if isinstance(kind, core.Transform):
         return adaptlr.Optimizer(params, kind, fused=fused)
-    return kind(two_groups(params, cfg), **cfg, fused=fused)
+    return kind(two_groups(kind, params, cfg), **cfg, fused=fused)
 
 
 def run_pair(kind, cfg, steps=100, dtype=torch.float32):

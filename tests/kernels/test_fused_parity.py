@@ -29,7 +29,12 @@ def small_chunks(monkeypatch):
 
 @pytest.mark.parametrize("info, cfg", CASES)
 def test_fused_equals_reference(info, cfg):
-    fused, ref, pa, pb = run_pair(info.cls, cfg)
+    # A distance estimate (Prodigy, D-Adaptation) feeds every rounding difference of float32
+    # back into d, and d into every element: over 100 float32 steps the two paths drift
+    # apart by 1e-6 relative from last-bit differences alone. They are compared over 20
+    # float32 steps here, and over 100 in float64 to 1e-12 (test_float64_is_exact_to_rounding).
+    one_estimate = getattr(info.cls, "same_in_every_group", None) is not None
+    fused, ref, pa, pb = run_pair(info.cls, cfg, steps=20 if one_estimate else 100)
     assert_same(fused, ref, pa, pb, tol=1e-6)
 
 
@@ -40,7 +45,9 @@ def test_user_chains(chain):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["adam", "nadam", "radam", "sgd"])
+@pytest.mark.parametrize(
+    "name", ["adam", "nadam", "radam", "sgd", "prodigy", "dadapt_adam", "dog", "adamwschedulefree"]
+)
 def test_float64_is_exact_to_rounding(name):
     info = REGISTRY[name]
     fused, ref, pa, pb = run_pair(info.cls, info.all_configs[-1], dtype=torch.float64)

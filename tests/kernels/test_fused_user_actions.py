@@ -107,7 +107,13 @@ class UserActions(RuleBasedStateMachine):
 
     @rule(set_to_none=st.booleans())
     def zero_grad(self, set_to_none):
-        for opt, _ in self.worlds():
+        for opt, ps in self.worlds():
+            if opt.defaults.get("foreach") and not set_to_none:
+                # torch's foreach zero_grad (schedulefree's default foreach=True) cannot zero a
+                # lazily conjugated gradient in place: a torch limitation, not the step's
+                for p in ps:
+                    if p.grad is not None and p.grad.is_conj():
+                        p.grad = p.grad.resolve_conj()
             opt.zero_grad(set_to_none=set_to_none)
 
     @rule(data=st.data(), how=st.sampled_from(NEW_DATA))
@@ -129,7 +135,10 @@ class UserActions(RuleBasedStateMachine):
         for opt, ps in self.worlds():
             p = t.clone().requires_grad_()
             ps.append(p)
-            opt.add_param_group({"params": [p], "lr": self.cfg.get("lr", 0.01) * 2})
+            # (an optimizer with one estimate of d for all groups takes the current lr)
+            one = getattr(type(opt), "same_in_every_group", None) is not None
+            lr = opt.param_groups[0]["lr"] if one else self.cfg.get("lr", 0.01) * 2
+            opt.add_param_group({"params": [p], "lr": lr})
 
     @rule(factor=st.sampled_from([0.1, 0.5, 2.0]))
     def set_lr(self, factor):

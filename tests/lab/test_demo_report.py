@@ -60,12 +60,12 @@ def test_demo_report_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
     err = capsys.readouterr().err
     assert "Warning" not in err, err[-2000:]
-    assert "[########################] 7/7 done" in err  # the progress bar reached the end
+    assert "[########################] 8/8 done" in err  # the progress bar reached the end
     sys.stderr.write(f"\ndemo wall time: {wall:.1f} s\n")
 
     index = out / "index.html"
     page = index.read_text(encoding="utf-8")
-    for key in ("stuck", "tiny_lr", "burst", "decay", "warmup", "summary"):
+    for key in ("stuck", "tiny_lr", "burst", "decay", "warmup", "summary", "lr_find"):
         assert f'id="{key}"' in page
     imgs = re.findall(r"""<img\b[^>]*\bsrc=["']([^"']+)["']""", page)
     assert len(imgs) >= 15 and any(i.endswith(".gif") for i in imgs)

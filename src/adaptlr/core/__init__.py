@@ -7,11 +7,28 @@ r"""The parts of θ_{t+1} = θ_t − (η_t/σ_t)·m_t, composed with :func:`chai
 - η_t and friends: :class:`scale_by_learning_rate`, :class:`scale_by_lr_decay`, :class:`scale`,
   :class:`negate`, :class:`add_decayed_weights`, :class:`add_constant`, :class:`clip_by_value`,
   :class:`clip_by_global_norm`; :class:`bound` clips η_t/σ_t between bounds (AdaBound)
+- learning-rate-free step sizes: :class:`dog` (DoG / LDoG); the distance estimate d of
+  D-Adaptation and Prodigy around any rule, :class:`scale_by_distance`, and the packages' own
+  forms :class:`prodigy`, :class:`dadapt_adam`, :class:`dadapt_sgd`, :class:`dadapt_adagrad`
+- averaging instead of a schedule: :class:`schedule_free` (with :class:`group_clock`)
 """
 
-from .base import Buffer, Context, Part, Scalar, State, TorchOps, Transform, chain, resolve
+from .base import (
+    Buffer,
+    Context,
+    Part,
+    Scalar,
+    State,
+    Sum,
+    TorchOps,
+    Transform,
+    chain,
+    resolve,
+)
 from .bounds import bound
 from .direction import ema, momentum, nesterov_ema
+from .distance import dadapt_adagrad, dadapt_adam, dadapt_sgd, prodigy, scale_by_distance
+from .dog import dog
 from .magnitude import Magnitude, ema_sq, mean_sq, rectified, rule, sum_sq
 from .scaling import (
     add_constant,
@@ -23,6 +40,7 @@ from .scaling import (
     scale_by_learning_rate,
     scale_by_lr_decay,
 )
+from .schedule_free import group_clock, schedule_free
 
 __all__ = [
     "Buffer",
@@ -31,6 +49,7 @@ __all__ = [
     "Part",
     "Scalar",
     "State",
+    "Sum",
     "TorchOps",
     "Transform",
     "add_constant",
@@ -39,18 +58,26 @@ __all__ = [
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
+    "dadapt_adagrad",
+    "dadapt_adam",
+    "dadapt_sgd",
+    "dog",
     "ema",
     "ema_sq",
+    "group_clock",
     "mean_sq",
     "momentum",
     "negate",
+    "prodigy",
     "nesterov_ema",
     "rectified",
     "resolve",
     "rule",
     "scale",
+    "scale_by_distance",
     "scale_by_learning_rate",
     "scale_by_lr_decay",
+    "schedule_free",
     "sum_sq",
 ]
 

@@ -46,13 +46,19 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 def all_reduce_sum(value: float, process_group: Any) -> float:
     """``value`` summed over the processes of ``process_group`` (``"world"``: all of them),
     in float64, on the device the group's backend reduces on."""
+    return all_reduce_many([value], process_group)[0]
+
+
+def all_reduce_many(values: Sequence[float], process_group: Any) -> list[float]:
+    """Each of ``values`` summed over the processes of ``process_group`` (``"world"``: all of
+    them), in float64, in one collective on the device the group's backend reduces on."""
     import torch.distributed as dist  # late: most processes never reduce
 
     group = None if process_group == "world" else process_group
     device = "cuda" if dist.get_backend(group) == "nccl" else "cpu"
-    total = torch.tensor([value], dtype=torch.float64, device=device)
+    total = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(total, group=group)
-    return float(total)
+    return [float(v) for v in total.cpu()]
 
 
 def default_state_dtype(param_dtype: torch.dtype) -> torch.dtype:
@@ -111,19 +117,54 @@ class TorchOps:
 class Buffer:
     """A per-element state tensor of a part, shaped like the parameter.
 
-    ``name`` follows torch.optim where an equivalent exists; ``fill`` is its initial value.
+    ``name`` follows torch.optim where an equivalent exists; ``fill`` is its initial value, or
+    with ``from_param`` the buffer starts as a copy of the parameter (the initial point x_0
+    that D-Adaptation, Prodigy and DoG measure distances from, Schedule-Free's ``z``).
     """
 
     name: str
     fill: Value = 0.0
+    from_param: bool = False
 
 
 @dataclass(frozen=True)
 class Scalar:
-    """A per-tensor scalar state (e.g. NAdam's ``mu_product``), kept as a 0-d tensor."""
+    """A scalar state: per tensor (NAdam's ``mu_product``, a 0-d tensor in each tensor's
+    state) when listed in :attr:`Part.scalars`, or one per param group (Prodigy's ``d``, a
+    float in the group, where the reference packages keep it) in :attr:`Part.shared`.
+    ``initial`` may be a group's live value (Prodigy's ``d`` starts at ``d0``)."""
 
     name: str
-    initial: float
+    initial: Value
+    #: the dtype of a per-tensor scalar's 0-d tensor; ``None``: torch.optim's scalar dtype
+    #: (float32 unless the default dtype is float64), as ``step`` is kept. A running sum
+    #: compared with a float64 reference (LDoG's G) asks for float64.
+    dtype: torch.dtype | None = None
+
+
+#: the scopes of a :class:`Sum`
+SUM_SCOPES = ("tensor", "group", "optimizer")
+
+
+@dataclass(frozen=True)
+class Sum:
+    """A sum a part needs over many elements before it can make its coefficients.
+
+    The part's :meth:`Part.sum_terms` gives the elementwise terms; they are summed in float64
+    over every element of one tensor (``scope="tensor"``: LDoG's per-layer norms), of every
+    tensor of the param group that has a gradient (``"group"``: DoG), or of every group of
+    the optimizer (``"optimizer"``: D-Adaptation's and Prodigy's ⟨g, x_0 − x⟩ and ‖s‖₁, whose
+    reference implementations keep one estimate for all groups), and, for a part with a
+    ``process_group``, over every process (:meth:`Part.reduce_sums`). The result reaches
+    :meth:`Part.coefficients` as ``ctx.sums[name]``.
+    """
+
+    name: str
+    scope: str = "group"
+
+    def __post_init__(self) -> None:
+        if self.scope not in SUM_SCOPES:
+            raise ValueError(f"Sum: scope must be one of {SUM_SCOPES}, got {self.scope!r}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +180,9 @@ class Context:
     step: int
     count: int
     norm: float = 0.0
+    #: the part's :class:`Sum` values by name; ``None`` on the first of the two calls a part
+    #: with sums gets (whose coefficients feed :meth:`Part.sum_terms`)
+    sums: Mapping[str, float] | None = None
 
 
 class Part:
@@ -151,6 +195,12 @@ class Part:
 
     buffers: tuple[Buffer, ...] = ()
     scalars: tuple[Scalar, ...] = ()
+    #: scalar state kept once per param group (under its name, in the group's dict), the
+    #: same for every tensor: new values must depend on ``ctx.count``, ``ctx.sums`` and these
+    #: values only, never on ``ctx.step``
+    shared: tuple[Scalar, ...] = ()
+    #: sums over many elements the part needs (a reduction barrier); see :class:`Sum`
+    sums: tuple[Sum, ...] = ()
     #: set on parts that need the global norm of the incoming updates (a reduction barrier)
     needs_norm: bool = False
     #: the part's factor of η (learning-rate parts), for :meth:`Transform.effective_lr`
@@ -186,6 +236,24 @@ class Part:
         """The new update and the new buffers, elementwise."""
         raise NotImplementedError
 
+    def sum_terms(
+        self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
+    ) -> dict[str, Any]:
+        """The elementwise terms of each of :attr:`sums`, by name, as ``apply`` would see the
+        element (the same rules: ``ops`` and arithmetic only). ``c`` comes from the first
+        call of :meth:`coefficients`, made with ``ctx.sums`` ``None``."""
+        return {}
+
+    def reduce_sums(self, local: Mapping[str, float]) -> dict[str, float]:
+        """Combine this process's :attr:`sums` across processes: the identity here; a part
+        with a ``process_group`` (ZeRO: each process holds other parameters) adds them up."""
+        group = getattr(self, "process_group", None)
+        if group is None or not local:
+            return dict(local)
+        names = list(local)
+        totals = all_reduce_many([local[n] for n in names], group)
+        return dict(zip(names, totals))
+
     # Magnitudes override these two; see core/magnitude.py.
     def sigma(self, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any) -> Any:
         """σ_t from the state (only for magnitude parts)."""
@@ -208,7 +276,24 @@ class Part:
         return f"{type(self).__name__}({args})"
 
 
-State = list[dict[str, Tensor]]
+class State(list):  # type: ignore[type-arg]
+    """The state of a transform: one dict per tensor (a list, as it always was), and
+    :attr:`shared`, the scalars a chain keeps once per param group (:attr:`Part.shared`).
+
+    Example:
+        >>> from adaptlr.core import State
+        >>> st = State([{}], shared={"d": 1e-6})
+        >>> len(st), st.shared
+        (1, {'d': 1e-06})
+    """
+
+    def __init__(self, items: Any = (), shared: Mapping[str, float] | None = None) -> None:
+        super().__init__(items)
+        self.shared: dict[str, float] = dict(shared or {})
+
+    def __repr__(self) -> str:
+        inner = super().__repr__()
+        return f"State({inner}, shared={self.shared!r})" if self.shared else inner
 
 
 #: the check of a part's field that no ``allowed`` names, by its annotation
@@ -245,9 +330,18 @@ class Transform:
     def __init__(self, parts: Sequence[Part]):
         slots: list[_Slot] = []
         taken: set[str] = {"step"}
+        shared: dict[str, Scalar] = {}
         for part in parts:
             if not isinstance(part, Part):
                 raise TypeError(f"chain: expected adaptlr.core parts, got {type(part).__name__}")
+            for sc in part.shared:
+                # a group key that users read (group["d"]): two parts may not share one name
+                if sc.name in shared:
+                    raise ValueError(
+                        f"chain: two parts keep a shared scalar named {sc.name!r}; a param "
+                        f"group holds one"
+                    )
+                shared[sc.name] = sc
             names = {}
             for name in [b.name for b in part.buffers] + [s.name for s in part.scalars]:
                 key, k = name, 1
@@ -257,6 +351,28 @@ class Transform:
                 names[name] = key
             slots.append(_Slot(part, names))
         self.slots: tuple[_Slot, ...] = tuple(slots)
+        self._shared: dict[str, Scalar] = shared
+        wide = [i for i, s in enumerate(slots) if any(x.scope == "optimizer" for x in s.part.sums)]
+        if len(wide) > 1:
+            raise ValueError(
+                "chain: at most one part may need sums over every group of the optimizer"
+            )
+        #: the slot whose sums run over every group of an optimizer (``None``: none)
+        self.optimizer_sums_slot: int | None = wide[0] if wide else None
+
+    @property
+    def has_sums(self) -> bool:
+        """Whether a part of the chain needs a :class:`Sum`."""
+        return any(s.part.sums for s in self.slots)
+
+    @property
+    def shared_keys(self) -> tuple[str, ...]:
+        """The names of the scalars kept once per param group (:attr:`Part.shared`)."""
+        return tuple(self._shared)
+
+    def init_shared(self) -> dict[str, float]:
+        """The initial value of each scalar kept once per param group."""
+        return {name: resolve(sc.initial, 0) for name, sc in self._shared.items()}
 
     @property
     def collective(self) -> bool:
@@ -292,11 +408,15 @@ class Transform:
             for b in slot.part.buffers:
                 buf = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 fill = resolve(b.fill, 0)  # a number, or a group's live value
-                if fill != 0.0:
+                if b.from_param:
+                    buf.copy_(p.detach())
+                elif fill != 0.0:
                     buf.fill_(complex(fill, fill) if p.is_complex() else fill)
                 state[slot.names[b.name]] = buf
             for s in slot.part.scalars:
-                state[slot.names[s.name]] = torch.tensor(s.initial, dtype=scalar_dtype())
+                state[slot.names[s.name]] = torch.tensor(
+                    resolve(s.initial, 0), dtype=s.dtype or scalar_dtype()
+                )
         return state
 
     def conform_one(
@@ -342,7 +462,7 @@ class Transform:
         if isinstance(params, Tensor) or not all(isinstance(p, Tensor) for p in items):
             raise TypeError(f"init: params must be a sequence of tensors, got {params!r:.80}")
 
-        return [self.init_one(p) for p in items]
+        return State([self.init_one(p) for p in items], shared=self.init_shared())
 
     def update(
         self,
@@ -350,12 +470,36 @@ class Transform:
         state: State,
         params: Sequence[Tensor],
         count: int = 0,
+        sums: Mapping[int, Mapping[str, float]] | None = None,
     ) -> tuple[list[Tensor], State]:
         """Updates to *add* to ``params``, and the new state; nothing is modified in place.
 
         ``count`` is the number of updates applied before this one, at which schedules are
-        evaluated; each tensor's own ``step`` in ``state`` drives bias corrections.
+        evaluated; each tensor's own ``step`` in ``state`` drives bias corrections. A chain
+        with scalars kept per group reads them from ``state.shared`` (a :class:`State`, as
+        :meth:`init` returns) and returns the new ones in the new state's. ``sums`` gives, by
+        slot, totals made elsewhere (by an optimizer, over all of its groups, from
+        :meth:`partial_sums`) instead of over ``grads`` alone.
         """
+        return self._run(grads, state, params, count, sums, partial=False)  # type: ignore[return-value]
+
+    def partial_sums(
+        self, grads: Sequence[Tensor], state: State, params: Sequence[Tensor], count: int = 0
+    ) -> dict[str, float]:
+        """This group's share of the sums of the part whose sums run over every group
+        (:attr:`optimizer_sums_slot`), not yet added across processes; an optimizer adds the
+        shares of its groups and hands the totals to :meth:`update`."""
+        return self._run(grads, state, params, count, None, partial=True)  # type: ignore[return-value]
+
+    def _run(
+        self,
+        grads: Sequence[Tensor],
+        state: State,
+        params: Sequence[Tensor],
+        count: int,
+        given: Mapping[int, Mapping[str, float]] | None,
+        partial: bool,
+    ) -> tuple[list[Tensor], State] | dict[str, float]:
         if not (len(grads) == len(state) == len(params)):
             raise ValueError(
                 f"update: grads, state and params must have the same length, got "
@@ -369,7 +513,9 @@ class Transform:
                     f"update: gradient {i} has shape {tuple(g.shape)}, its parameter "
                     f"{tuple(p.shape)}"
                 )
-        new_state = [dict(s) for s in state]
+        shared = self._shared_of(state)
+        new_state = State([dict(s) for s in state])
+        new_state.shared = shared  # (the same dict: each slot's new values land in it)
         steps = [int(s["step"].item()) + 1 for s in state]
         for s, step in zip(new_state, steps):
             s["step"] = torch.tensor(float(step), dtype=s["step"].dtype, device=s["step"].device)
@@ -387,9 +533,24 @@ class Transform:
         for si, slot in enumerate(self.slots):
             part = slot.part
             norm = math.sqrt(part.reduce_sq(_sum_sq(us))) if part.needs_norm else 0.0
+            per_tensor: list[Mapping[str, float] | None] = [None] * len(us)
+            if part.sums:
+                wide_sums, per_tensor = self._local_sums(si, us, ps, new_state, steps, count, norm)
+                everywhere = {x.name for x in part.sums if x.scope == "optimizer"}
+                if partial and si == self.optimizer_sums_slot:
+                    return {k: v for k, v in wide_sums.items() if k in everywhere}
+                if given is not None and si in given:
+                    # the optimizer's totals over all its groups and processes
+                    wide_sums = {k: v for k, v in wide_sums.items() if k not in everywhere}
+                    wide_sums = {**part.reduce_sums(wide_sums), **given[si]}
+                else:
+                    wide_sums = part.reduce_sums(wide_sums)
+                per_tensor = [{**wide_sums, **(t or {})} for t in per_tensor]
+            new_shared: dict[str, float] = {}
             for i, (u, p) in enumerate(zip(us, ps)):
                 st = new_state[i]
-                c, new_scal = self.slot_coefficients(si, steps[i], count, st, norm)
+                scal = {**st, **shared} if shared else st
+                c, new_scal = self.slot_coefficients(si, steps[i], count, scal, norm, per_tensor[i])
                 buf = {b.name: _real(st[slot.names[b.name]]) for b in part.buffers}
                 u, new_buf = part.apply(u, p, buf, c, TorchOps)
                 us[i] = u
@@ -397,28 +558,92 @@ class Transform:
                     old = st[slot.names[name]]
                     st[slot.names[name]] = _like(value, old)
                 for key, value in new_scal.items():
+                    if key in self._shared:
+                        new_shared[key] = value
+                        continue
                     old = st[key]
                     st[key] = torch.tensor(value, dtype=old.dtype, device=old.device)
+            # every tensor saw the group's values as they were before this step
+            shared.update(new_shared)
+        if partial:
+            raise ValueError("partial_sums: no part of this chain sums over every group")
         updates = [_like(u, g) for u, g in zip(us, grads)]
         return updates, new_state
 
+    def _shared_of(self, state: Sequence[Mapping[str, Tensor]]) -> dict[str, float]:
+        if not self._shared:
+            return {}
+        have = getattr(state, "shared", None)
+        missing = [k for k in self._shared if have is None or k not in have]
+        if missing:
+            raise ValueError(
+                f"update: this chain keeps {', '.join(map(repr, missing))} once per group; "
+                f"pass the State that init() returned (state.shared), not a plain list"
+            )
+        return {k: float(have[k]) for k in self._shared}  # type: ignore[index]
+
+    def _local_sums(
+        self,
+        si: int,
+        us: Sequence[Tensor],
+        ps: Sequence[Tensor],
+        states: Sequence[Mapping[str, Tensor]],
+        steps: Sequence[int],
+        count: int,
+        norm: float,
+    ) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """Slot ``si``'s sums over this process's tensors: the group- and optimizer-wide
+        ones, and each tensor's own (scope ``"tensor"``), in float64."""
+        slot = self.slots[si]
+        part = slot.part
+        shared = getattr(states, "shared", {})
+        wide = {x.name: 0.0 for x in part.sums if x.scope != "tensor"}
+        own_names = [x.name for x in part.sums if x.scope == "tensor"]
+        per_tensor: list[dict[str, float]] = []
+        for i, (u, p) in enumerate(zip(us, ps)):
+            st = states[i]
+            scal = {**st, **shared} if shared else st
+            c, _ = self.slot_coefficients(si, steps[i], count, scal, norm, None)
+            buf = {b.name: _real(st[slot.names[b.name]]) for b in part.buffers}
+            terms = part.sum_terms(u, p, buf, c, TorchOps)
+            mine = {}
+            for name, term in terms.items():
+                total = _total(term, u)
+                if name in wide:
+                    wide[name] += total
+                else:
+                    mine[name] = total
+            per_tensor.append({n: mine.get(n, 0.0) for n in own_names})
+        return wide, per_tensor
+
     def slot_coefficients(
-        self, si: int, step: int, count: int, scalars: Mapping[str, Any], norm: float = 0.0
+        self,
+        si: int,
+        step: int,
+        count: int,
+        scalars: Mapping[str, Any],
+        norm: float = 0.0,
+        sums: Mapping[str, float] | None = None,
     ) -> tuple[dict[str, float], dict[str, float]]:
         """The coefficients of slot ``si``'s part for one tensor, and its new scalar state.
 
         ``step`` is the tensor's own update count including this one, ``count`` the group's
         applied updates before it, ``scalars`` the tensor's scalar state by state key (0-d
         tensors or floats; a whole state dict will do), ``norm`` the global norm for a part
-        that :attr:`~Part.needs_norm`. The new scalars come back by state key. Every path
+        that :attr:`~Part.needs_norm`, ``sums`` its :class:`Sum` values (``None``: the first
+        call, whose coefficients feed :meth:`Part.sum_terms`); the scalars kept per group are
+        read from ``scalars`` by name. The new scalars come back by state key (a shared one by
+        its name). Every path
         (:meth:`update`, :meth:`effective_lr`, the kernels' coefficient table and tracing)
         makes its coefficients here.
         """
         slot = self.slots[si]
         part = slot.part
         own = {s.name: float(scalars[slot.names[s.name]]) for s in part.scalars}
-        c, new = part.coefficients(Context(step=step, count=count, norm=norm), own)
-        return c, {slot.names[name]: value for name, value in new.items()}
+        for sc in part.shared:
+            own[sc.name] = float(scalars[sc.name])
+        c, new = part.coefficients(Context(step=step, count=count, norm=norm, sums=sums), own)
+        return c, {slot.names.get(name, name): value for name, value in new.items()}
 
     def coefficients(
         self,
@@ -426,15 +651,19 @@ class Transform:
         count: int,
         scalars: Mapping[str, Any],
         norms: Mapping[int, float] | None = None,
+        sums: Mapping[int, Mapping[str, float]] | None = None,
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
         """Every slot's coefficients (see :meth:`slot_coefficients`), and the new scalars.
 
-        ``norms`` maps a slot index to its global norm, where a part needs one.
+        ``norms`` maps a slot index to its global norm, where a part needs one, ``sums`` to
+        its :class:`Sum` values.
         """
         coefs: list[dict[str, float]] = []
         new: dict[str, float] = {}
         for si in range(len(self.slots)):
-            c, ns = self.slot_coefficients(si, step, count, scalars, (norms or {}).get(si, 0.0))
+            c, ns = self.slot_coefficients(
+                si, step, count, scalars, (norms or {}).get(si, 0.0), (sums or {}).get(si)
+            )
             coefs.append(c)
             new.update(ns)
         return coefs, new
@@ -457,14 +686,19 @@ class Transform:
                 stacklevel=2,
             )
             return self.effective_lr_one(state, count)  # type: ignore[return-value]
-        return [self.effective_lr_one(st, count) for st in state]
+        shared = getattr(state, "shared", None)
+        return [self.effective_lr_one(st, count, shared) for st in state]
 
-    def effective_lr_one(self, state: Mapping[str, Tensor], count: int) -> Tensor | None:
-        """:meth:`effective_lr` of one tensor's state dict."""
+    def effective_lr_one(
+        self, state: Mapping[str, Tensor], count: int, shared: Mapping[str, float] | None = None
+    ) -> Tensor | None:
+        """:meth:`effective_lr` of one tensor's state dict (``shared``: its group's scalars
+        kept once per group, as of the last update)."""
         step = int(state["step"].item())
         if step == 0:
             return None
-        coefs, _ = self.coefficients(step, max(count - 1, 0), state)
+        scal = {**state, **shared} if shared else state
+        coefs, _ = self.coefficients(step, max(count - 1, 0), scal)
         buf = {k: _real(state[k]) for k in self.buffer_keys}
         out = self.eta_over_sigma(buf, coefs, TorchOps)
         if out is not None and not isinstance(out, Tensor):
@@ -514,6 +748,14 @@ def _like(value: Any, ref: Tensor) -> Tensor:
     if value.dtype != ref.dtype:
         value = value.to(ref.dtype)
     return value
+
+
+def _total(term: Any, like: Tensor) -> float:
+    """The sum of a part's sum term over a tensor's elements, in float64 (a number for a term
+    that does not vary by element: that number times the element count)."""
+    if isinstance(term, Tensor):
+        return float(term.double().sum()) if term.numel() else 0.0
+    return float(term) * like.numel()
 
 
 def _sum_sq(us: Sequence[Tensor]) -> float:

@@ -7,9 +7,14 @@ tests) from the traced graph, and :mod:`.backends` compiles them. No optimizer's
 written here. A group's state lives in flat buffers whose views are the usual
 ``optimizer.state[p][key]`` entries (:mod:`.plan`); a step gathers its parameters
 (:mod:`.gather`), checks that its plan still holds, runs the kernels (:mod:`.step`,
-:mod:`.launch`) and measures itself when asked (:mod:`.measure`). The state dicts count their
-changes (:mod:`.watched`); DTensor parameters are stepped on their shards (:mod:`.dtensor`);
-tensor layouts are in :mod:`.layout`.
+:mod:`.launch`) and measures itself when asked (:mod:`.measure`). What a part needs summed
+over many elements before its coefficients (a global norm, the :class:`~adaptlr.core.Sum`
+terms a part declares) is a *reduction* (:class:`.trace.Reduction`): a pass over the group's
+buckets before the update pass, generated from the part's ``sum_terms``, whose totals (per
+group, and per tensor for ``scope="tensor"``) come back to the host once per reduction; a
+part's scalars kept once per group (``Part.shared``) are read from and written back to the
+group. The state dicts count their changes (:mod:`.watched`); DTensor parameters are stepped
+on their shards (:mod:`.dtensor`); tensor layouts are in :mod:`.layout`.
 
 :class:`FastPath` is the object :class:`adaptlr.Optimizer` owns: its :meth:`FastPath.step`
 runs each group unless the group has ``fused=False``. It returns ``False`` (the reference path
@@ -23,7 +28,7 @@ neither traces it nor runs numba's Python under its frame hook.
 bf16/fp16 parameters are stepped with their state (float32 by default, or the group's
 ``state_dtype``) rounding exactly as the reference path's torch operations do; DTensor
 parameters (FSDP2) are stepped on each process's local shard, their state entries DTensors
-over the flat buffers, a global norm all-reduced over their mesh.
+over the flat buffers, a global norm or a part's sums all-reduced over their mesh.
 """
 
 from __future__ import annotations

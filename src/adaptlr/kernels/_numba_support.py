@@ -59,6 +59,13 @@ def acc_sq(acc, x):  # type: ignore[no-untyped-def]
     return acc + x * x
 
 
+@numba.njit(fastmath={"reassoc", "nsz"})
+def acc_add(acc, x):  # type: ignore[no-untyped-def]
+    """``acc + x`` for the reduction kernels' float64 sums (as :func:`acc_sq`: reassociated,
+    so that their loops vectorise)."""
+    return acc + x
+
+
 # -- low precision: bfloat16 and float16 values travel as uint16 bits, computed in float32 --
 
 

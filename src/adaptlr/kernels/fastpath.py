@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,10 +18,11 @@ from ..stats import StatsRequest, StepStats
 from . import backends
 from .dtensor import has_dtensor, shard
 from .gather import Gathered, gather
+from .launch import read_back
 from .plan import Active, Plan, Unsupported, build_plan, make_active, still_valid
 from .programs import program_for
-from .step import run_step
-from .trace import TraceError
+from .step import PendingSums, partial_sums, run_step
+from .trace import Program, TraceError
 from .watched import Clock, watched
 
 
@@ -111,29 +113,22 @@ class FastPath:
             stacklevel=user_stacklevel(),
         )
 
-    def step(
+    def _plan_for(
         self,
         optimizer: Any,
         group: dict,
         params: list[Tensor],
         transform: Transform,
-        stats: StatsRequest | None = None,
-        grads: Gathered | None = None,
-    ) -> bool | StepStats:
-        """Apply one step of ``optimizer``'s ``group`` on the fast path; ``False`` means "take
-        the reference path".
-
-        ``params`` are the group's parameters that have a gradient this step, in group order
-        (``grads``: them, their gradients and addresses as :meth:`gather` found them).
-        Nothing is changed when ``False`` is returned (after one warning per reason).
-        Otherwise ``True``, or with ``stats`` the step's :class:`~adaptlr.stats.StepStats`,
-        measured by the kernel itself.
-        """
+        grads: Gathered | None,
+    ) -> tuple[Plan, Active, Program] | None:
+        """``group``'s plan and the active set of ``params`` (built or rebuilt where needed),
+        and the chain's program; ``None`` (after one warning per reason) where the fast path
+        cannot take the group."""
         try:
             prog = program_for(transform)
         except TraceError as exc:
             self._warn(optimizer, str(exc))
-            return False
+            return None
         plans = self.plans
         plan = plans.get(id(group))
         usable = (
@@ -164,13 +159,13 @@ class FastPath:
             reason = _backend_ok({p.device.type for p in locs})
             if reason:
                 self._warn(optimizer, reason)
-                return False
+                return None
             try:
                 plan = build_plan(optimizer.state, group, transform, prog, params, self.clock)
             except Unsupported as exc:
                 plans.pop(id(group), None)
                 self._warn(optimizer, str(exc))
-                return False
+                return None
             plans[id(group)] = plan
             # groups replaced (e.g. by load_state_dict) must not keep their flat buffers alive
             live = {id(g): g for g in optimizer.param_groups}
@@ -179,13 +174,78 @@ class FastPath:
             act = make_active(plan, params, prog, locs)
             if act is None:  # cannot happen right after a build; never step on a bad table
                 self._warn(optimizer, "internal: a fresh plan does not fit its parameters")
-                return False
+                return None
             plan.remember(act)
+        assert plan is not None
+        return plan, act, prog
+
+    def step(
+        self,
+        optimizer: Any,
+        group: dict,
+        params: list[Tensor],
+        transform: Transform,
+        stats: StatsRequest | None = None,
+        grads: Gathered | None = None,
+        shared: Mapping[str, float] | None = None,
+        sums: Mapping[int, Mapping[str, float]] | None = None,
+    ) -> bool | StepStats:
+        """Apply one step of ``optimizer``'s ``group`` on the fast path; ``False`` means "take
+        the reference path".
+
+        ``params`` are the group's parameters that have a gradient this step, in group order
+        (``grads``: them, their gradients and addresses as :meth:`gather` found them).
+        ``shared``: the scalars the chain keeps once per group (:attr:`Part.shared`), as the
+        group holds them; their new values are written to ``group`` after the step. ``sums``:
+        by slot, an optimizer's totals over all its groups (:meth:`partial_sums`).
+        Nothing is changed when ``False`` is returned (after one warning per reason).
+        Otherwise ``True``, or with ``stats`` the step's :class:`~adaptlr.stats.StepStats`,
+        measured by the kernel itself.
+        """
+        found = self._plan_for(optimizer, group, params, transform, grads)
+        if found is None:
+            return False
+        plan, act, prog = found
+        new_shared = dict(shared) if shared else None
         try:
             measured = run_step(
-                plan, act, params, transform, prog, group["applied_steps"], stats, grads
-            )
+                plan, act, params, transform, prog, group["applied_steps"], stats, grads,
+                new_shared, sums,
+            )  # fmt: skip
         except Unsupported as exc:
             self._warn(optimizer, str(exc))
             return False
+        if new_shared:
+            group.update(new_shared)
         return measured if measured is not None else True
+
+    def partial_sums(
+        self,
+        optimizer: Any,
+        entries: list[tuple[dict, list[Tensor], Transform, Gathered | None, Mapping[str, float]]],
+    ) -> list[dict[str, float] | None]:
+        """Each group's share of the sums that run over every group of the optimizer
+        (:attr:`Transform.optimizer_sums_slot`; D-Adaptation's, Prodigy's), by the reduction
+        kernels, as :meth:`Transform.partial_sums` computes it; every share read back in one
+        transfer. ``entries``: per group, the group, its parameters with a gradient, its
+        chain, what :meth:`gather` found and its shared scalars. ``None`` for a group (after
+        one warning per reason) that the fast path cannot take. Nothing is changed but the
+        state's layout (the group's flat plan, as a fused step makes it)."""
+        pending: list[PendingSums | None] = []
+        for group, params, transform, grads, shared in entries:
+            found = self._plan_for(optimizer, group, params, transform, grads)
+            if found is None:
+                pending.append(None)
+                continue
+            plan, act, prog = found
+            try:
+                pending.append(
+                    partial_sums(
+                        plan, act, params, transform, prog, group["applied_steps"], grads, shared
+                    )
+                )
+            except Unsupported as exc:
+                self._warn(optimizer, str(exc))
+                pending.append(None)
+        host = iter(read_back([v for p in pending if p is not None for v in p.values]))
+        return [None if p is None else p.result([next(host) for _ in p.values]) for p in pending]

@@ -36,11 +36,12 @@ def run_kernel(
     gptr: np.ndarray,
     fn: str,
     extra: tuple = (),
-) -> float:
-    """Run kernel ``fn`` (``step``, ``step_stats`` or ``norm{k}``) over ``seg`` of bucket
+) -> np.ndarray | Tensor | None:
+    """Run kernel ``fn`` (``step``, ``step_stats`` or ``reduce{k}``) over ``seg`` of bucket
     ``b``, with coefficient rows ``table`` (``inverse``: each tensor's row) and gradient
-    addresses ``gptr``; ``extra``: the measuring kernel's arguments. A norm kernel's sum of
-    squares is returned, else 0."""
+    addresses ``gptr``; ``extra``: the measuring kernel's arguments. A reduction kernel
+    returns its sums per chunk and term (where it ran: numpy for numba, a device tensor for
+    Triton; see :func:`reduction_totals`), a step kernel ``None``."""
     ck_t, ck_lo, ck_hi = seg.chunks
     konst = prog.konst
     if backends.uses_numba(b.device):
@@ -58,14 +59,61 @@ def run_kernel(
         try:
             if fn.startswith("step"):
                 kernel(*args, witness, *extra, *b.arrays)
-                return 0.0
-            partial = np.zeros(len(ck_t), dtype=np.float64)
+                return None
+            partial = np.zeros((len(ck_t), _terms_of(prog, fn)), dtype=np.float64)
             kernel(*args, witness, partial, *b.arrays)
-            return float(partial.sum())
+            return partial
         finally:
             if before is not None:
                 _set_threads(before)  # the user's own numba code keeps its thread count
     return _launch_triton(prog, b, seg, table, inverse, gptr, konst, fn, extra)
+
+
+def _terms_of(prog: Program, fn: str) -> int:
+    """How many terms the reduction kernel ``fn`` (``reduce{k}``) sums."""
+    return len(prog.reductions[int(fn.removeprefix("reduce"))].terms)
+
+
+def reduction_totals(
+    seg: Segment, partial: np.ndarray | Tensor, per_tensor: list[int]
+) -> np.ndarray | Tensor:
+    """A reduction kernel's sums over ``seg`` (``partial``: per chunk and term), where the
+    kernel left them: each term's total over the segment, then for the terms ``per_tensor``
+    each tensor's totals (tensor-major), as one flat float64 array."""
+    ck_t = seg.chunks[0]
+    if isinstance(partial, np.ndarray):
+        parts = [partial.sum(axis=0)]
+        if per_tensor:
+            own = [np.bincount(ck_t, partial[:, j], len(seg.pos)) for j in per_tensor]
+            parts.append(np.stack(own, axis=1).reshape(-1))
+        return np.concatenate(parts)
+    total = partial.sum(dim=0)
+    if not per_tensor:
+        return total
+    own = torch.zeros(len(seg.pos), len(per_tensor), dtype=torch.float64, device=partial.device)
+    chunk_tensor = seg.dev_tables.chunks[0] if seg.dev_tables is not None else None
+    if chunk_tensor is None:  # (no launch made the tables: no chunk either)
+        chunk_tensor = torch.from_numpy(ck_t).to(partial.device)
+    own.index_add_(0, chunk_tensor, partial[:, per_tensor])
+    return torch.cat([total, own.reshape(-1)])
+
+
+def read_back(values: list[np.ndarray | Tensor]) -> list[np.ndarray]:
+    """``values`` (from :func:`reduction_totals`) on the host: device tensors in one transfer
+    per device, the one host synchronisation a reduction costs (numba's are host memory)."""
+    out: list[np.ndarray | None] = [v if isinstance(v, np.ndarray) else None for v in values]
+    by_device: dict[torch.device, list[int]] = {}
+    for i, v in enumerate(values):
+        if isinstance(v, Tensor):
+            by_device.setdefault(v.device, []).append(i)
+    for idx in by_device.values():
+        host = torch.cat([values[i] for i in idx]).cpu().numpy()  # type: ignore[misc]
+        at = 0
+        for i in idx:
+            n = values[i].numel()  # type: ignore[union-attr]
+            out[i] = host[at : at + n]
+            at += n
+    return out  # type: ignore[return-value]
 
 
 def threads_for(seg: Segment) -> int:
@@ -156,7 +204,7 @@ def _device_tables(seg: Segment, dev: torch.device) -> DeviceTables:
     )
 
 
-def _launch_triton(prog, b, seg, table, inverse, gptr, konst, fn, extra=()) -> float:  # type: ignore[no-untyped-def]
+def _launch_triton(prog, b, seg, table, inverse, gptr, konst, fn, extra=()):  # type: ignore[no-untyped-def]
     mod = backends.triton_module(prog, DTYPE_NAME[b.dtype], DTYPE_NAME[b.state_dtype])
     dev = b.device
     dt = seg.dev_tables
@@ -177,7 +225,11 @@ def _launch_triton(prog, b, seg, table, inverse, gptr, konst, fn, extra=()) -> f
     bufs = [b.buffers[k] for k in prog.buffer_keys]
     n = dt.chunks[0].numel()
     if n == 0:
-        return 0.0
+        return (
+            None
+            if fn.startswith("step")
+            else torch.zeros(0, _terms_of(prog, fn), dtype=torch.float64, device=dev)
+        )
     head = (dt.pptr, gptr_t, dt.soff, crow, coef, konst_t)
     args = (*head, *dt.chunks)
     opts = {"NCOEF": table.shape[1], "BLOCK": seg.block, "num_warps": TRITON_WARPS, **_NO_FMA}
@@ -188,10 +240,10 @@ def _launch_triton(prog, b, seg, table, inverse, gptr, konst, fn, extra=()) -> f
             mod.step_full[(nfull,)](*head, *dt.full, *bufs, ALIGNED=aligned, **opts)
         if ntail:
             mod.step[(ntail,)](*head, *dt.tail, *bufs, **opts)
-        return 0.0
+        return None
     if fn.startswith("step"):
         getattr(mod, fn)[(n,)](*args, *extra, *bufs, **opts)
-        return 0.0
-    partial = torch.zeros(n, dtype=torch.float64, device=dev)
+        return None
+    partial = torch.zeros(n, _terms_of(prog, fn), dtype=torch.float64, device=dev)
     getattr(mod, fn)[(n,)](*args, partial, *bufs, **opts)
-    return float(partial.sum())
+    return partial

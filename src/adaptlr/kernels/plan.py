@@ -159,7 +159,7 @@ class Plan:
         #: the recent active sets, by their parameters' ids; ``last`` is the latest one
         self.active: dict[tuple[int, ...], Active] = {}
         self.last: Active | None = None
-        #: DTensor parameters: kernels run on local shards; a global norm is all-reduced here
+        #: DTensor parameters: kernels run on local shards; reductions are all-reduced here
         self.norm_group: Any = None
         self.dtensor = False
         #: per member, the views its state entries must be (identity) for the plan to hold
@@ -314,20 +314,21 @@ def build_plan(
 
 
 def _check_dtensors(members: list[Tensor], prog: Program) -> Any:
-    """DTensor parameters: all of them DTensors; with a global norm, all sharded (no
-    replica, which would count twice) over one mesh, whose process group is returned."""
+    """DTensor parameters: all of them DTensors; with a reduction (a global norm, a part's
+    sums), all sharded (no replica, which would count twice) over one mesh, whose process
+    group is returned."""
     if not all(isinstance(p, dtensor_class()) for p in members):
         raise Unsupported("a group mixing DTensor and plain parameters")
-    if not prog.norms:
+    if not prog.reductions:
         return None
     from torch.distributed.tensor import Shard
 
     mesh = members[0].device_mesh
     for p in members:
         if p.device_mesh != mesh or not all(isinstance(pl, Shard) for pl in p.placements):
-            raise Unsupported("a global norm over DTensors not all sharded over one mesh")
+            raise Unsupported("a global norm or sum over DTensors not all sharded over one mesh")
     if mesh.ndim != 1:
-        raise Unsupported("a global norm over a DTensor mesh of more than one dimension")
+        raise Unsupported("a global norm or sum over a DTensor mesh of more than one dimension")
     return mesh.get_group()
 
 

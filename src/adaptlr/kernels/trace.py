@@ -209,13 +209,38 @@ class SymOps:
         return self.graph.op("where", cond, a, b)
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """A sum over many elements that a part needs before its coefficients: a global norm
+    (:attr:`Part.needs_norm`: one term, the incoming update, squared in float64) or a part's
+    :class:`~adaptlr.core.Sum` terms (:meth:`Part.sum_terms`, each summed in float64). The one
+    kind of reduction the kernels know: each is a pass over the group's elements before the
+    update pass (``reduce{k}``), returning each term's total per chunk."""
+
+    slot: int
+    #: the :class:`~adaptlr.core.Sum` names, in :attr:`Part.sums` order (a norm: ``("norm",)``)
+    names: tuple[str, ...]
+    #: each name's elementwise term
+    terms: tuple[Sym, ...]
+    #: each name's scope (``"tensor"``, ``"group"``, ``"optimizer"``; a norm's is ``"group"``)
+    scopes: tuple[str, ...]
+    norm: bool = False
+
+    @property
+    def per_tensor(self) -> list[int]:
+        """The terms summed per tensor (scope ``"tensor"``)."""
+        return [j for j, s in enumerate(self.scopes) if s == "tensor"]
+
+
 @dataclass
 class Program:
     """What one fused step computes, as expressions of a :class:`Graph`.
 
     ``coef_keys[j]`` is ``(slot index, coefficient name)`` of column ``j`` of the coefficient
-    table; ``stores`` maps a state key to its new value; ``norms`` lists, for each part that
-    needs the global norm, ``(slot index, expression of its incoming update)``.
+    table (the coefficients ``apply`` reads); then, from column ``len(coef_keys)`` on,
+    ``pre_keys``: those of the first call a part with sums gets (``ctx.sums`` ``None``), which
+    its :meth:`~adaptlr.core.Part.sum_terms` reads. ``stores`` maps a state key to its new
+    value; ``reductions`` lists the passes before the update, in slot order.
     """
 
     graph: Graph
@@ -223,11 +248,28 @@ class Program:
     buffer_keys: list[str]  # state keys of every per-element buffer, in state order
     new_param: Sym
     stores: dict[str, Sym]
-    norms: list[tuple[int, Sym]] = field(default_factory=list)
+    reductions: list[Reduction] = field(default_factory=list)
     #: η_t/σ_t (:meth:`Transform.eta_over_sigma`) in terms of the buffers *after* the step
     #: (``("nbuf", key)`` leaves) and the step's coefficients; ``None`` where the chain has no
     #: magnitude, or its σ cannot be traced
     eff: Sym | None = None
+    pre_keys: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ncoef(self) -> int:
+        """Columns of the coefficient table (at least one: kernels index a 2-d table)."""
+        return max(len(self.coef_keys) + len(self.pre_keys), 1)
+
+    @functools.cached_property
+    def pre_columns(self) -> dict[tuple[int, str], int]:
+        """The column of each ``(slot index, name)`` of the first call of a part with sums."""
+        base = len(self.coef_keys)
+        return {k: base + j for j, k in enumerate(self.pre_keys)}
+
+    @functools.cached_property
+    def pre_counts(self) -> Counter[int]:
+        """How many first-call coefficients each part with sums returns."""
+        return Counter(si for si, _ in self.pre_keys)
 
     # what every step's launch needs about the program, computed once (it is shared by every
     # chain of the same signature; these depend on the program alone)
@@ -258,9 +300,17 @@ class Program:
             lines.append(f"{n.index}={n.op}({args})")
         lines.append(f"param={self.new_param.index}")
         lines.append(f"stores={[(k, v.index) for k, v in self.stores.items()]}")
-        lines.append(f"norms={[(k, v.index) for k, v in self.norms]}")
+        lines.append(
+            "reductions="
+            + repr(
+                [
+                    (r.slot, r.names, [t.index for t in r.terms], r.scopes, r.norm)
+                    for r in self.reductions
+                ]
+            )
+        )
         lines.append(f"eff={None if self.eff is None else self.eff.index}")
-        lines.append(f"buffers={self.buffer_keys} coefs={self.coef_keys}")
+        lines.append(f"buffers={self.buffer_keys} coefs={self.coef_keys} pre={self.pre_keys}")
         return "\n".join(lines)
 
     def digest(self) -> str:
@@ -298,30 +348,34 @@ def trace(transform: Transform) -> Program:
     buffers: dict[str, Any] = {}
     buffer_keys: list[str] = []
     coef_keys: list[tuple[int, str]] = []
-    norms: list[tuple[int, Sym]] = []
+    reductions: list[Reduction] = []
+    summing: list[tuple[int, Any, dict[str, Sym], dict[str, Any]]] = []
     stores: dict[str, Sym] = {}
     coefs: list[dict[str, Sym]] = []
+    shared = transform.init_shared()
     for si, slot in enumerate(transform.slots):
         part = slot.part
         # the coefficient *names* are fixed by each part; their values are computed per step
+        # (a part with sums: those of its second call, which apply reads; probe totals of 1)
         scal = {slot.names[s.name]: s.initial for s in part.scalars}
-        try:
-            names, _ = transform.slot_coefficients(si, 1, 0, scal)
-        except Exception as exc:  # a schedule that cannot be evaluated at 0, ...
-            raise TraceError(f"{part!r}: coefficients failed on a probe step: {exc}") from exc
+        scal.update(shared)
+        probe = {x.name: 1.0 for x in part.sums} if part.sums else None
+        names = _probe_names(transform, si, scal, probe)
         c = {}
         for name in names:
             c[name] = graph.leaf("coef", len(coef_keys), True)
             coef_keys.append((si, name))
         coefs.append(c)
         if part.needs_norm:
-            norms.append((si, graph.lift(u)))
+            reductions.append(Reduction(si, ("norm",), (graph.lift(u),), ("group",), norm=True))
         buf = {}
         for b in part.buffers:
             key = slot.names[b.name]
             buffer_keys.append(key)
             buffers[key] = graph.leaf("buf", key, False)
             buf[b.name] = buffers[key]
+        if part.sums:
+            summing.append((si, u, buf, scal))
         try:
             u, new = part.apply(u, p, buf, c, ops)
         except TraceError:
@@ -341,9 +395,54 @@ def trace(transform: Transform) -> Program:
     new_param = graph.op("add", p, u)
     if new_param.is_bool:
         raise TraceError("the update is a comparison")
+    # the sum terms, from each summing part's incoming update and old buffers, with the
+    # coefficients of its first call in columns after those apply reads
+    pre_keys: list[tuple[int, str]] = []
+    for si, u_in, buf, scal in summing:
+        part = transform.slots[si].part
+        pre = {}
+        for name in _probe_names(transform, si, scal, None):
+            pre[name] = graph.leaf("coef", len(coef_keys) + len(pre_keys), True)
+            pre_keys.append((si, name))
+        reductions.append(_trace_sums(si, part, graph, u_in, p, buf, pre, ops))
+    reductions.sort(key=lambda r: (r.slot, not r.norm))  # a part's norm before its sums
     return Program(
-        graph, coef_keys, buffer_keys, new_param, stores, norms, _trace_eff(transform, graph, coefs)
-    )
+        graph, coef_keys, buffer_keys, new_param, stores, reductions,
+        _trace_eff(transform, graph, coefs), pre_keys,
+    )  # fmt: skip
+
+
+def _probe_names(
+    transform: Transform, si: int, scal: dict[str, Any], sums: dict[str, float] | None
+) -> list[str]:
+    """The names of slot ``si``'s coefficients, from a probe call (step 1, count 0)."""
+    try:
+        names, _ = transform.slot_coefficients(si, 1, 0, scal, 0.0, sums)
+    except Exception as exc:  # a schedule that cannot be evaluated at 0, ...
+        part = transform.slots[si].part
+        raise TraceError(f"{part!r}: coefficients failed on a probe step: {exc}") from exc
+    return list(names)
+
+
+def _trace_sums(
+    si: int, part: Any, graph: Graph, u: Any, p: Sym, buf: dict[str, Sym], c: dict, ops: SymOps
+) -> Reduction:
+    """A part's :meth:`~adaptlr.core.Part.sum_terms` as a :class:`Reduction`."""
+    try:
+        terms = part.sum_terms(u, p, buf, c, ops)
+    except TraceError:
+        raise
+    except Exception as exc:
+        raise TraceError(f"{part!r}: sum_terms cannot be traced: {exc!r}") from exc
+    if not isinstance(terms, dict):
+        raise TraceError(f"{part!r}: sum_terms returned a {type(terms).__name__}, not a dict")
+    declared = [x.name for x in part.sums]
+    # as the reference path: a sum without a term is 0, a term of no declared sum is unused
+    nodes = tuple(graph.lift(terms.get(n, 0.0)) for n in declared)
+    for n, node in zip(declared, nodes):
+        if node.is_bool:
+            raise TraceError(f"{part!r}: the term of sum {n!r} is a comparison")
+    return Reduction(si, tuple(declared), nodes, tuple(x.scope for x in part.sums))
 
 
 def _trace_eff(transform: Transform, graph: Graph, coefs: list[dict[str, Sym]]) -> Sym | None:

@@ -3,11 +3,16 @@
 from .adabound import AdaBound, AMSBound
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .averager import PolynomialDecayAverager
+from .dadapt import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD
+from .dog import DoG, LDoG
 from .lookahead import Lookahead
 from .nadam import NAdam
+from .prodigy import Prodigy
 from .radam import RAdam
 from .rmsprop import RMSprop
 from .root_mean_square import RootMeanSquare
+from .schedule_free import AdamWScheduleFree, RAdamScheduleFree, SGDScheduleFree
 from .sgd import SGD
 from .sgdw import SGDW
 
@@ -15,13 +20,23 @@ __all__ = [
     "AMSBound",
     "SGD",
     "SGDW",
+    "SGDScheduleFree",
     "AdaBound",
     "Adagrad",
     "Adam",
     "AdamW",
+    "AdamWScheduleFree",
+    "DAdaptAdaGrad",
+    "DAdaptAdam",
+    "DAdaptSGD",
+    "DoG",
+    "LDoG",
+    "PolynomialDecayAverager",
     "Lookahead",
     "NAdam",
+    "Prodigy",
     "RAdam",
+    "RAdamScheduleFree",
     "RMSprop",
     "RootMeanSquare",
 ]

@@ -15,10 +15,14 @@ import torch
 from .adabound import AdaBound, AMSBound
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .dadapt import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD
+from .dog import DoG, LDoG
 from .nadam import NAdam
+from .prodigy import Prodigy
 from .radam import RAdam
 from .rmsprop import RMSprop
 from .root_mean_square import RootMeanSquare
+from .schedule_free import AdamWScheduleFree, RAdamScheduleFree, SGDScheduleFree
 from .sgd import SGD
 from .sgdw import SGDW
 
@@ -115,6 +119,57 @@ REGISTRY: dict[str, OptimizerInfo] = {
             {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1,
              "decay": "constant"},
             {"lr": 0.05, "momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01, "decay": "paper"},
+        )),
+        # learning-rate-free: compared with prodigyopt, dadaptation, dog-optimizer and
+        # schedulefree in tests/optimizers/test_lr_free_*.py and test_schedule_free.py
+        OptimizerInfo("prodigy", Prodigy, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 1.0, "weight_decay": 0.1, "use_bias_correction": True},
+            {"lr": 1.0, "weight_decay": 0.1, "decouple": False, "safeguard_warmup": True,
+             "growth_rate": 1.02},
+            {"lr": 0.5, "betas": (0.0, 0.99), "beta3": 0.9, "d0": 1e-4, "d_coef": 2.0},
+            {"lr": 1.0, "paper": True, "eps": 1e-6},
+        )),
+        OptimizerInfo("dadapt_adam", DAdaptAdam, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 1.0, "weight_decay": 0.1, "decouple": True, "use_bias_correction": True},
+            {"lr": 0.5, "weight_decay": 0.1, "growth_rate": 1.02, "d0": 1e-4,
+             "betas": (0.8, 0.99)},
+        )),
+        OptimizerInfo("dadapt_sgd", DAdaptSGD, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 1.0, "momentum": 0.9, "weight_decay": 0.01},
+            {"lr": 0.5, "growth_rate": 1.02, "d0": 1e-4},
+        )),
+        OptimizerInfo("dadapt_adagrad", DAdaptAdaGrad, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 1.0, "momentum": 0.5, "weight_decay": 0.1, "eps": 1e-4},
+            {"lr": 0.5, "growth_rate": 1.02, "d0": 1e-4},
+        )),
+        OptimizerInfo("dog", DoG, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 1.0, "reps_rel": 1e-4, "weight_decay": 0.1},
+            {"lr": 0.5, "eps": 1e-6, "init_eta": 1e-3},
+            {"lr": 1.0, "eps": 0.0},
+        )),
+        OptimizerInfo("ldog", LDoG, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 0.8, "reps_rel": 1e-4, "weight_decay": 0.1, "init_eta": 1e-3},
+        )),
+        OptimizerInfo("adamwschedulefree", AdamWScheduleFree, (), own_configs=(
+            {"lr": 0.01},
+            {"lr": 0.01, "warmup_steps": 5, "weight_decay": 0.1, "betas": (0.8, 0.99)},
+            {"lr": 0.01, "r": 1.0, "weight_lr_power": 0.0, "eps": 1e-6},
+            {"lr": 0.01, "bias_correction": "lr", "warmup_steps": 3},
+        )),
+        OptimizerInfo("sgdschedulefree", SGDScheduleFree, (), own_configs=(
+            {"lr": 0.1},
+            {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.1, "warmup_steps": 5},
+            {"lr": 0.1, "r": 0.5, "weight_lr_power": 1.0},
+        )),
+        OptimizerInfo("radamschedulefree", RAdamScheduleFree, (), own_configs=(
+            {"lr": 0.01},
+            {"lr": 0.01, "silent_sgd_phase": False, "betas": (0.9, 0.99), "weight_decay": 0.1},
         )),
     ]
 }  # fmt: skip

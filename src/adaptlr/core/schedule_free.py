@@ -1,0 +1,238 @@
+r"""Schedule-Free (Defazio et al., 2024, "The Road Less Scheduled"): interpolation and
+averaging around any normalized direction, instead of a learning-rate schedule.
+
+Three sequences share one step. Gradients are taken at :math:`y`, the parameter the model
+holds while training; :math:`z` takes plain steps; :math:`x`, the point to evaluate, is a
+weighted average of the :math:`z` iterates:
+
+.. math::
+    z_{t+1} = z_t - \gamma_t \hat g_t,\qquad
+    x_{t+1} = (1-c_{t+1})\,x_t + c_{t+1} z_{t+1},\qquad
+    y_{t+1} = (1-\beta)\,z_{t+1} + \beta\,x_{t+1}
+
+with :math:`\hat g_t` the incoming update (the raw gradient for SGD, :math:`g/\sigma` for
+AdamW; weight decay, added before this part, is evaluated at :math:`y`),
+:math:`\gamma_t = \eta\cdot\min(1, (k+1)/T_{warm})\cdot f_k` and the averaging weights
+:math:`c_{t+1} = w_k/\sum_{i\le k} w_i`, :math:`w_k = (k+1)^r\,\gamma_{\max}^{p}`, where
+:math:`\gamma_{\max}` is the largest :math:`\gamma` so far, :math:`p` = ``weight_lr_power``
+and :math:`k` the group's count of applied updates. Only :math:`y` and :math:`z` are kept
+(schedulefree 1.4.1's memory-saving form): :math:`x` is recovered from them when needed
+(:func:`move_to_x_`), and the step updates :math:`y` directly,
+
+.. math::
+    y \leftarrow (1-c)\,y + c\,z + \gamma\,(\beta(1-c) - 1)\,\hat g,\qquad
+    z \leftarrow z - \gamma\,\hat g .
+
+:class:`schedule_free` is that step, as the last part of a chain; the scalars it keeps once
+per param group (``lr_max``, ``weight_sum``, ``scheduled_lr``) carry schedulefree's names.
+:class:`group_clock` makes a magnitude count time as schedulefree does (by the group's step,
+not the tensor's own), which matters for a tensor that missed a step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from .._checks import FINITE, LR, NONNEGATIVE
+from .base import Buffer, Context, Part, Scalar, Value, resolve
+from .magnitude import Magnitude
+
+#: β of the interpolation: 0 would put y at z and make x = y/β undefined (eval)
+OPEN_UNIT = _checks.Number(0.0, 1.0, lo_open=True, hi_open=True)
+
+
+@dataclass(frozen=True, repr=False)
+class schedule_free(Part):
+    r"""Schedule-Free's interpolation and averaging: the final update of the parameter y.
+
+    .. math::
+        \gamma = \eta\cdot s_k\cdot f_k,\quad \gamma_{\max} \leftarrow \max(\gamma_{\max},
+        \gamma),\quad w = (k+1)^r\gamma_{\max}^{p},\quad W \leftarrow W + w,\quad c = w/W,
+        \\
+        y \leftarrow y + c\,(z - y) + \gamma\,(\beta(1-c)-1)\,u,\qquad z \leftarrow z - \gamma u
+
+    with :math:`s_k = (k+1)/T` while :math:`k < T` = ``warmup_steps`` (else 1), :math:`f_k`
+    = ``lr_factor`` (a number or a schedule ``count -> factor``: the paper's
+    :math:`\sqrt{1-\beta_2^{k+1}}`, RAdam's rectification), :math:`c = 0` when :math:`W = 0`.
+    ``b1`` is the interpolation β (schedulefree's ``betas[0]``, or SGD's ``momentum``).
+    ``z`` starts as a copy of the parameter. γ, :math:`\gamma_{\max}` and :math:`W` are kept
+    in the param group as ``scheduled_lr``, ``lr_max`` and ``weight_sum``.
+
+    Example:
+        >>> import torch
+        >>> from adaptlr import core
+        >>> sf = core.chain(core.schedule_free(lr=0.1, b1=0.9))
+        >>> p = [torch.tensor([1.0])]
+        >>> state = sf.init(p)
+        >>> u, state = sf.update([torch.tensor([2.0])], state, p)
+        >>> p[0] + u[0], state[0]["z"], state.shared["weight_sum"]  # first step: y = x = z
+        (tensor([0.8000]), tensor([0.8000]), 0.010000000000000002)
+    """
+
+    lr: Value
+    b1: Value = 0.9
+    warmup_steps: Value = 0
+    r: Value = 0.0
+    weight_lr_power: Value = 2.0
+    lr_factor: Value = 1.0
+    buffers = (Buffer("z", from_param=True),)
+    shared = (Scalar("lr_max", -1.0), Scalar("weight_sum", 0.0), Scalar("scheduled_lr", 0.0))
+    is_scale = True
+
+    def __post_init__(self) -> None:
+        self._check_fields(
+            lr=LR,
+            b1=OPEN_UNIT,
+            warmup_steps=NONNEGATIVE,
+            r=FINITE,
+            weight_lr_power=NONNEGATIVE,
+            lr_factor=NONNEGATIVE,
+        )
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        k = ctx.count
+        warmup = resolve(self.warmup_steps, k)
+        sched = (k + 1) / warmup if k < warmup else 1.0
+        # (η·s)·f in this order: schedulefree's rounding
+        lr = resolve(self.lr, k) * sched * resolve(self.lr_factor, k)
+        lr_max = max(lr, scalars["lr_max"])
+        weight = ((k + 1) ** resolve(self.r, k)) * (lr_max ** resolve(self.weight_lr_power, k))
+        weight_sum = scalars["weight_sum"] + weight
+        ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
+        b1 = resolve(self.b1, k)
+        c = {"ckp1": ckp1, "y_lr": lr * (b1 * (1 - ckp1) - 1), "lr": lr}
+        return c, {"lr_max": lr_max, "weight_sum": weight_sum, "scheduled_lr": lr}
+
+    def apply(self, u, p, buf, c, ops):
+        z = buf["z"]
+        return c["ckp1"] * (z - p) + c["y_lr"] * u, {"z": z - c["lr"] * u}
+
+    def scale(self, c: Mapping[str, float]) -> float:
+        return c["lr"]
+
+
+@dataclass(frozen=True, repr=False)
+class group_clock(Magnitude):
+    r"""A magnitude whose coefficients follow the group's count of updates, not the tensor's.
+
+    schedulefree corrects :math:`v` by :math:`1-\beta_2^{k+1}` with :math:`k` the group's
+    step count, also for a tensor whose gradient was ``None`` on some steps (whose own count
+    is smaller). ``gate`` (a schedule ``count -> number``) switches the division off where it
+    is not above 0.5: σ = 1 there, the update passes unchanged (RAdam's early steps), while
+    the buffers still accumulate.
+    """
+
+    magnitude: Magnitude
+    gate: Value | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.magnitude, Magnitude):
+            raise TypeError(
+                f"group_clock: magnitude must be a magnitude part (sum_sq, mean_sq, ema_sq, "
+                f"rectified), got {type(self.magnitude).__name__}"
+            )
+
+    @property
+    def buffers(self):  # type: ignore[override]
+        return self.magnitude.buffers
+
+    @property
+    def scalars(self):  # type: ignore[override]
+        return self.magnitude.scalars
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        clock = Context(step=ctx.count + 1, count=ctx.count, norm=ctx.norm, sums=ctx.sums)
+        c, new = self.magnitude.coefficients(clock, scalars)
+        if self.gate is not None:
+            c = {**c, "gate": resolve(self.gate, ctx.count)}
+        return c, new
+
+    def accumulate(self, u, buf, c, ops):
+        return self.magnitude.accumulate(u, buf, c, ops)
+
+    def sigma(self, buf, c, ops):
+        s = self.magnitude.sigma(buf, c, ops)
+        return s if self.gate is None else ops.where(c["gate"] > 0.5, s, 1.0)
+
+
+def radam_rectification(b2: float, step: int, threshold: float = 4.0) -> float | None:
+    r"""RAdam's :math:`r_t` at ``step`` (1 first), or ``None`` while :math:`\rho_t` is not
+    above ``threshold`` (schedulefree's RAdamScheduleFree: 4, as the paper; torch: 5).
+
+    .. math::
+        \rho_\infty = \tfrac{2}{1-\beta_2} - 1,\quad
+        \rho_t = \rho_\infty - \tfrac{2 t \beta_2^t}{1-\beta_2^t},\quad
+        r_t = \sqrt{\tfrac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+    """
+    beta2_t = b2**step
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * step * beta2_t / (1 - beta2_t)
+    if not rho_t > threshold:
+        return None
+    # ** 0.5 (C pow), not math.sqrt: schedulefree's rounding
+    return ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+
+
+@dataclass(frozen=True)
+class rectified_lr:
+    """``count -> r_{count+1}``, RAdamScheduleFree's factor of the learning rate: RAdam's
+    rectification once ρ_t > 4, before that 0 (``silent``: the parameters stay put while
+    v warms up) or 1 (a plain SGD step)."""
+
+    b2: Value
+    silent: bool = True
+
+    def __call__(self, count: int) -> float:
+        r = radam_rectification(resolve(self.b2, count), count + 1)
+        return (0.0 if self.silent else 1.0) if r is None else r
+
+
+@dataclass(frozen=True)
+class rectifying:
+    """``count -> 1.0`` once RAdam's ρ_t > 4 (divide by σ), else ``0.0``: a
+    :class:`group_clock` gate."""
+
+    b2: Value
+
+    def __call__(self, count: int) -> float:
+        return 0.0 if radam_rectification(resolve(self.b2, count), count + 1) is None else 1.0
+
+
+@dataclass(frozen=True)
+class sqrt_bias_correction:
+    r"""``count -> \sqrt{1-\beta_2^{count+1}}``: the paper's Algorithm 1 scales γ by it
+    (with σ = √v + ε uncorrected) where schedulefree's AdamW corrects σ instead."""
+
+    b2: Value
+
+    def __call__(self, count: int) -> float:
+        return math.sqrt(1 - resolve(self.b2, count) ** (count + 1))
+
+
+def _lerp_(p: Tensor, end: Tensor, weight: float) -> None:
+    """``p ← p + weight·(end − p)`` in place, in ``end``'s precision when it is wider."""
+    end = end.to(p.device)
+    if end.dtype == p.dtype:
+        p.lerp_(end, weight)
+    else:
+        p.copy_(torch.lerp(p.to(end.dtype), end, weight))
+
+
+@torch.no_grad()
+def move_to_x_(p: Tensor, z: Tensor, b1: float) -> None:
+    r"""Turn the training point y into the average x in place (``optimizer.eval()``):
+    :math:`x = y + (1 - 1/\beta)(z - y)`, the inverse of :func:`move_to_y_`."""
+    _lerp_(p, z, 1 - 1 / b1)
+
+
+@torch.no_grad()
+def move_to_y_(p: Tensor, z: Tensor, b1: float) -> None:
+    r"""Turn the average x into the training point y in place (``optimizer.train()``):
+    :math:`y = (1-\beta) z + \beta x`."""
+    _lerp_(p, z, 1 - b1)
