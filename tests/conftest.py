@@ -9,3 +9,26 @@ compiler stack): the Triton interpreter tests (``tests/kernels/test_triton_inter
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest tests first, then those marked slow (their file order otherwise).
+
+    The suite runs on two workers (``pytest -n 2``), which take tests in collection order: a
+    test of minutes collected last (tests/test_long_run.py) would run alone at the end, one
+    core idle. Started first, the short tests fill the other core around it.
+    """
+    items.sort(
+        key=lambda item: (
+            not any(item.nodeid.startswith(f) for f in LONGEST),
+            item.get_closest_marker("slow") is None,
+        )
+    )
+
+
+#: the files whose tests take minutes each: started before everything else
+LONGEST = (
+    "tests/test_long_run.py",
+    "tests/kernels/test_numba_cache.py",
+    "tests/lab/test_demo_report.py",
+)

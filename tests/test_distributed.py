@@ -88,6 +88,17 @@ def clipped_adam(process_group: Any = None) -> core.Transform:
     )
 
 
+def lr_free(name: str, process_group: Any = None) -> core.Transform:
+    """A learning-rate-free chain whose sums must run over the whole model on every rank."""
+    if name == "prodigy":
+        return core.chain(core.prodigy(lr=1.0, process_group=process_group))
+    return core.chain(core.dog(process_group=process_group))
+
+
+#: the named optimizers the chains above are (tested equal to their packages elsewhere)
+LR_FREE = {"prodigy": lambda ps: adaptlr.Prodigy(ps), "dog": lambda ps: adaptlr.DoG(ps)}
+
+
 def full_params(model) -> list[torch.Tensor]:
     return [
         (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone()
@@ -164,6 +175,28 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
         )
         train(model, zero, 0, STEPS, rank, world)
         res["zero_clip"] = full_params(model.module)
+
+        # learning-rate-free: every rank must keep the estimate one process would
+        for name, named in LR_FREE.items():
+            model = DDP(make_model())
+            train(model, named(model.parameters()), 0, STEPS, rank, world)
+            res[f"ddp_{name}"] = full_params(model.module)
+            model = DDP(make_model())  # ZeRO: each rank's sums are added (process_group)
+            zero = ZeroRedundancyOptimizer(
+                model.parameters(),
+                optimizer_class=adaptlr.Optimizer,
+                transform=lr_free(name, "world"),
+            )
+            train(model, zero, 0, STEPS, rank, world)
+            res[f"zero_{name}"] = full_params(model.module)
+            for fused in (False, None):  # FSDP2: the sums of DTensor shards
+                model = _fsdp(make_model(), world)
+                opt = adaptlr.Optimizer(model.parameters(), lr_free(name), fused=fused)
+                try:
+                    train(model, opt, 0, STEPS, rank, world)
+                    res[f"fsdp_{name}_fused={fused}"] = full_params(model)
+                except Exception as e:  # recorded for the test to report, not hidden
+                    res[f"fsdp_{name}_fused={fused}"] = f"{type(e).__name__}: {e}"
 
         # FSDP2 (DTensor parameters), reference path: 25 steps, full state dict + save, 25 more
         model = _fsdp(make_model(), world)
@@ -318,11 +351,16 @@ def single() -> dict[str, Any]:
         train(model, opt, 0, STEPS)
         model_c = make_model()
         train(model_c, adaptlr.Optimizer(model_c.parameters(), clipped_adam()), 0, STEPS)
-        return {
+        out = {
             "adam": full_params(model),
             "state_bytes": state_bytes(opt),
             "clip": full_params(model_c),
         }
+        for name, named in LR_FREE.items():
+            model_f = make_model()
+            train(model_f, named(model_f.parameters()), 0, STEPS)
+            out[name] = full_params(model_f)
+        return out
     finally:
         torch.set_num_threads(threads)
 
@@ -403,3 +441,15 @@ def test_fsdp2_global_norm_clipping_reduces_across_ranks(world2, single, key):
 
 def test_zero_global_norm_clipping_reduces_across_ranks(world2, single):
     assert_equal_params(world2["zero_clip"], single["clip"])
+
+
+@pytest.mark.parametrize("name", sorted(LR_FREE))
+@pytest.mark.parametrize("how", ["ddp", "zero", "fsdp_{}_fused=False", "fsdp_{}_fused=None"])
+def test_learning_rate_free_estimates_are_over_every_rank(world2, single, name, how):
+    """Prodigy's d and DoG's η from sums over the whole model: world 2 equals one process
+    (DDP: each rank holds all of it; ZeRO: its part, the sums added over process_group;
+    FSDP2: DTensor shards)."""
+    key = how.format(name) if "{}" in how else f"{how}_{name}"
+    got = world2[key]
+    assert not isinstance(got, str), got
+    assert_equal_params(got, single[name])
