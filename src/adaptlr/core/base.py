@@ -754,7 +754,12 @@ def _total(term: Any, like: Tensor) -> float:
     """The sum of a part's sum term over a tensor's elements, in float64 (a number for a term
     that does not vary by element: that number times the element count)."""
     if isinstance(term, Tensor):
-        return float(term.double().sum()) if term.numel() else 0.0
+        if not term.numel():
+            return 0.0
+        total = term.double().sum()
+        # a DTensor's sum (FSDP2) is a partial one on each process: over every shard
+        full = getattr(total, "full_tensor", None)
+        return float(full() if full is not None else total)
     return float(term) * like.numel()
 
 
