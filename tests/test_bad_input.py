@@ -251,6 +251,12 @@ CORE_BAD = [
     ),
     ("clip_by_value-nan", lambda: core.clip_by_value(math.nan), "max_value", ValueError),
     ("clip_by_global_norm-nan", lambda: core.clip_by_global_norm(math.nan), "max_norm", ValueError),
+    (
+        "clip_by_global_norm-group",
+        lambda: core.clip_by_global_norm(1.0, process_group="all"),
+        "process_group",
+        ValueError,
+    ),
 ]
 
 
@@ -395,12 +401,29 @@ def _cli(capsys, argv):
     return rc, out, err
 
 
-def _assert_one_line_error(rc, err, needle):
+COMMANDS = {"demo": (), "lab": ("surfaces", "run"), "schedule": ("plot",), "monitor": ("report",),
+            "lr-find": ()}  # fmt: skip
+
+
+def _command(argv):
+    """The command an error must name: "adaptlr", then the (sub)commands argv selected."""
+    words = ["adaptlr"]
+    if argv and argv[0] in COMMANDS:
+        words.append(argv[0])
+        if len(argv) > 1 and argv[1] in COMMANDS[argv[0]]:
+            words.append(argv[1])
+    return " ".join(words)
+
+
+def _assert_one_line_error(rc, err, needle, argv=None):
     assert rc == 2, (rc, err)
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("error:"), err
+    # one form: "adaptlr <command>: <what is wrong>; <what is allowed>"
+    assert lines[0].startswith("adaptlr"), err
+    if argv is not None:
+        assert lines[0].startswith(_command(argv) + ": "), (_command(argv), err)
     assert needle in lines[0], (needle, lines[0])
 
 
@@ -453,13 +476,33 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, argv, needl
     if argv[:2] == ["lab", "run"] or argv[:2] == ["schedule", "plot"]:
         argv = [*argv, "--out", str(tmp_path / "out.png")]
     rc, out, err = _cli(capsys, argv)
-    _assert_one_line_error(rc, err, needle)
+    _assert_one_line_error(rc, err, needle, argv)
     assert not (tmp_path / "out.png").exists()
 
 
 def test_cli_monitor_report_missing_log(capsys, tmp_path):
-    rc, _, err = _cli(capsys, ["monitor", "report", str(tmp_path / "nope.jsonl")])
-    _assert_one_line_error(rc, err, "nope.jsonl")
+    argv = ["monitor", "report", str(tmp_path / "nope.jsonl")]
+    rc, _, err = _cli(capsys, argv)
+    _assert_one_line_error(rc, err, "nope.jsonl", argv)
+
+
+def test_cli_monitor_report_on_a_directory_says_it_wants_the_log(capsys, tmp_path):
+    argv = ["monitor", "report", str(tmp_path)]
+    rc, _, err = _cli(capsys, argv)
+    _assert_one_line_error(rc, err, "is a directory; give the .jsonl log", argv)
+
+
+def test_cli_names_a_bad_optimizer_value_once(capsys, tmp_path):
+    argv = ["lab", "run", "--optimizer", "adam:lr=x", "--out", str(tmp_path / "o.png")]
+    rc, _, err = _cli(capsys, argv)
+    _assert_one_line_error(rc, err, "adaptlr lab run: adam: lr must be", argv)
+    assert "Adam:" not in err
+
+
+def test_cli_unknown_task_lists_the_tasks(capsys):
+    argv = ["lr-find", "--task", "nope"]
+    rc, _, err = _cli(capsys, argv)
+    _assert_one_line_error(rc, err, "unknown task 'nope'; allowed: digits, charlm", argv)
 
 
 def test_cli_non_finite_start_names_start(capsys, tmp_path):

@@ -22,6 +22,16 @@ RESUME_CASES = [
     ("Adam", {"lr": 0.01}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True, "fused": False}),
     ("RMSprop", {"lr": 0.01, "momentum": 0.5, "centered": True}),
+    # the learning-rate-free ones keep scalars per group (d, rbar, weight_sum) besides buffers
+    ("Prodigy", {}),
+    ("DAdaptAdam", {}),
+    ("DAdaptSGD", {}),
+    ("DAdaptAdaGrad", {"fused": False}),
+    ("DoG", {}),
+    ("LDoG", {"fused": False}),
+    ("AdamWScheduleFree", {"lr": 0.01, "warmup_steps": 10}),
+    ("SGDScheduleFree", {"lr": 0.1, "fused": False}),
+    ("RAdamScheduleFree", {"lr": 0.01}),
 ]
 
 # Run in this process and in a fresh one: a tiny model and data that depend only on the step.

@@ -81,8 +81,29 @@ def test_errors_are_one_line_with_exit_code_2(
 ) -> None:
     code, out, err = _run(argv, capsys)
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert err.count("\n") == 1 and err.startswith("adaptlr")
     assert expected in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import adaptlr
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"adaptlr {adaptlr.__version__}"
+
+
+def test_help_lists_names_and_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from adaptlr.lab import OPTIMIZERS, SURFACES
+
+    with pytest.raises(SystemExit):
+        main(["lab", "run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: elongated); names: " + ", ".join(SURFACES) in text
+    assert "names: " + ", ".join(OPTIMIZERS) in text
+    assert "steps of each optimizer (default: 500)" in text
+    assert "(default: None)" not in text
 
 
 def test_console_script_entry_point_and_module() -> None:

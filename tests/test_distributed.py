@@ -13,8 +13,12 @@ references run here. Each test then checks one claim against those results:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import pickle
+import re
+import shutil
 import socket
 import sys
 import warnings
@@ -88,15 +92,64 @@ def clipped_adam(process_group: Any = None) -> core.Transform:
     )
 
 
-def lr_free(name: str, process_group: Any = None) -> core.Transform:
-    """A learning-rate-free chain whose sums must run over the whole model on every rank."""
-    if name == "prodigy":
-        return core.chain(core.prodigy(lr=1.0, process_group=process_group))
-    return core.chain(core.dog(process_group=process_group))
+#: the learning-rate-free optimizers (each tested equal to its package elsewhere) and the
+#: arguments of these runs
+LR_FREE: dict[str, dict[str, Any]] = {
+    "Prodigy": {"weight_decay": 0.01},
+    "DAdaptAdam": {},
+    "DAdaptSGD": {"momentum": 0.9},
+    "DAdaptAdaGrad": {},
+    "DoG": {},
+    "LDoG": {},
+    "AdamWScheduleFree": {"lr": LR, "warmup_steps": 5, "weight_decay": 0.01},
+    "SGDScheduleFree": {"lr": 0.1, "warmup_steps": 5},
+    "RAdamScheduleFree": {"lr": LR},
+}
+#: how each one whose step size sums over many elements is told, under ZeRO, to add them over
+#: the processes: the packages' own ``fsdp_in_use`` where they have it, else ``process_group``
+#: (Schedule-Free sums nothing)
+OVER_WORLD: dict[str, dict[str, Any]] = {
+    "Prodigy": {"fsdp_in_use": True},
+    "DAdaptAdam": {"fsdp_in_use": True},
+    "DAdaptSGD": {"fsdp_in_use": True},
+    "DAdaptAdaGrad": {"process_group": "world"},
+    "DoG": {"process_group": "world"},
+    "LDoG": {"process_group": "world"},
+}
+#: one of each kind of sum (over the optimizer, twice: Prodigy's and D-Adaptation's; over the
+#: group; per tensor; none): the FSDP2 reference-path runs, the dearest (DTensor operations one
+#: at a time), are of these only (every optimizer runs under DDP, ZeRO and FSDP2 fused)
+ONE_PER_KIND = ("Prodigy", "DAdaptAdam", "DoG", "LDoG", "AdamWScheduleFree")
 
 
-#: the named optimizers the chains above are (tested equal to their packages elsewhere)
-LR_FREE = {"prodigy": lambda ps: adaptlr.Prodigy(ps), "dog": lambda ps: adaptlr.DoG(ps)}
+def lr_free(name: str, **kw: Any) -> Any:
+    """The named optimizer's class with the arguments of these runs (and ``kw``)."""
+    return functools.partial(getattr(adaptlr, name), **LR_FREE[name], **kw)
+
+
+def train_lr_free(model, opt, rank: int = 0, world: int = 1, local=None) -> None:
+    """:func:`train` for 50 steps; Schedule-Free (``local``: the optimizer that has the modes)
+    goes to eval mode and back half way, and ends in eval mode (the parameters at x)."""
+    local = opt if local is None else local
+    modes = hasattr(local, "eval")
+    train(model, opt, 0, HALF, rank, world)
+    if modes:
+        local.eval()
+        local.train()
+    train(model, opt, HALF, STEPS, rank, world)
+    if modes:
+        local.eval()
+
+
+def zero_params(model, zero) -> list[torch.Tensor]:
+    """Every parameter as the rank that steps it holds it (the others' copies of a parameter
+    are its value after the last step: ``eval()`` moved only each rank's own)."""
+    params = list(model.parameters())
+    mine = {id(p) for g in zero.optim.param_groups for p in g["params"]}
+    own = [(i, p.detach().clone()) for i, p in enumerate(params) if id(p) in mine]
+    got = dict(kv for part in _gather(own) for kv in part)
+    assert sorted(got) == list(range(len(params)))
+    return [got[i] for i in range(len(params))]
 
 
 def full_params(model) -> list[torch.Tensor]:
@@ -127,6 +180,11 @@ def _fsdp(model, world: int):
 
 def _init(rank: int, world: int, port: int, out: str) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # never leave this machine
+    seed, mine = Path(out, "kernels-single"), Path(out, f"kernels-rank{rank}")
+    if seed.is_dir() and not mine.exists():
+        # the kernels the single-process references compiled: each rank loads its own copy
+        # instead of compiling them again (the launch's largest cost)
+        shutil.copytree(seed, mine)
     # One kernel cache per rank: a CI run once aborted (SIGABRT, "terminate called without an
     # active exception") in a 3-process launch sharing one cache; see the closing note.
     os.environ["ADAPTLR_CACHE_DIR"] = f"{out}/kernels-rank{rank}"
@@ -177,26 +235,39 @@ def run_world2(rank: int, world: int, port: int, out: str) -> None:
         res["zero_clip"] = full_params(model.module)
 
         # learning-rate-free: every rank must keep the estimate one process would
-        for name, named in LR_FREE.items():
+        for name in LR_FREE:
+            over_world = OVER_WORLD.get(name, {})
             model = DDP(make_model())
-            train(model, named(model.parameters()), 0, STEPS, rank, world)
+            train_lr_free(model, lr_free(name)(model.parameters()), rank, world)
             res[f"ddp_{name}"] = full_params(model.module)
-            model = DDP(make_model())  # ZeRO: each rank's sums are added (process_group)
+            # ZeRO: each rank's sums are added (fsdp_in_use / process_group; ZeRO keeps an
+            # argument named process_group for itself)
+            model = DDP(make_model())
             zero = ZeroRedundancyOptimizer(
-                model.parameters(),
-                optimizer_class=adaptlr.Optimizer,
-                transform=lr_free(name, "world"),
+                model.parameters(), optimizer_class=lr_free(name, **over_world)
             )
-            train(model, zero, 0, STEPS, rank, world)
-            res[f"zero_{name}"] = full_params(model.module)
-            for fused in (False, None):  # FSDP2: the sums of DTensor shards
+            train_lr_free(model, zero, rank, world, zero.optim)
+            res[f"zero_{name}"] = zero_params(model.module, zero)
+            # FSDP2: the sums of DTensor shards, whole; fused, with the process group of the
+            # ZeRO runs, which must not add them again (DAdaptSGD's ‖s‖₂ and DoG's √G show a
+            # sum counted twice; Prodigy's and DAdaptAdam's d, ratios of sums, would not)
+            for fused, kw in ((False, {}), (None, over_world)):
+                if fused is False and name not in ONE_PER_KIND:
+                    continue
                 model = _fsdp(make_model(), world)
-                opt = adaptlr.Optimizer(model.parameters(), lr_free(name), fused=fused)
+                opt = lr_free(name, fused=fused, **kw)(model.parameters())
                 try:
-                    train(model, opt, 0, STEPS, rank, world)
+                    train_lr_free(model, opt, rank, world)
                     res[f"fsdp_{name}_fused={fused}"] = full_params(model)
                 except Exception as e:  # recorded for the test to report, not hidden
                     res[f"fsdp_{name}_fused={fused}"] = f"{type(e).__name__}: {e}"
+
+        # a state dict of an optimizer given a ProcessGroup object can be pickled
+        opt = adaptlr.DoG(make_model().parameters(), process_group=dist.group.WORLD)
+        try:
+            res["pickled_process_group"] = len(pickle.dumps(opt.state_dict())) > 0
+        except Exception as e:  # recorded for the test to report, not hidden
+            res["pickled_process_group"] = f"{type(e).__name__}: {e}"
 
         # FSDP2 (DTensor parameters), reference path: 25 steps, full state dict + save, 25 more
         model = _fsdp(make_model(), world)
@@ -331,7 +402,7 @@ def out(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world2(out) -> dict[str, Any]:
+def world2(out, single) -> dict[str, Any]:
     return _launch(run_world2, 2, out)
 
 
@@ -341,28 +412,35 @@ def world3(out, world2) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def single() -> dict[str, Any]:
-    """Single-process training on the full global batches."""
+def single(out) -> dict[str, Any]:
+    """Single-process training on the full global batches (its kernels compiled into ``out``,
+    where the launches' ranks copy them from)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    cache = os.environ.get("ADAPTLR_CACHE_DIR")
+    os.environ["ADAPTLR_CACHE_DIR"] = str(out / "kernels-single")
     try:
         model = make_model()
         opt = adaptlr.Adam(model.parameters(), lr=LR)
         train(model, opt, 0, STEPS)
         model_c = make_model()
         train(model_c, adaptlr.Optimizer(model_c.parameters(), clipped_adam()), 0, STEPS)
-        out = {
+        res = {
             "adam": full_params(model),
             "state_bytes": state_bytes(opt),
             "clip": full_params(model_c),
         }
-        for name, named in LR_FREE.items():
+        for name in LR_FREE:
             model_f = make_model()
-            train(model_f, named(model_f.parameters()), 0, STEPS)
-            out[name] = full_params(model_f)
-        return out
+            train_lr_free(model_f, lr_free(name)(model_f.parameters()))
+            res[name] = full_params(model_f)
+        return res
     finally:
         torch.set_num_threads(threads)
+        if cache is None:
+            os.environ.pop("ADAPTLR_CACHE_DIR", None)
+        else:
+            os.environ["ADAPTLR_CACHE_DIR"] = cache
 
 
 def assert_equal_params(got, want, rtol=1e-6):
@@ -443,13 +521,53 @@ def test_zero_global_norm_clipping_reduces_across_ranks(world2, single):
     assert_equal_params(world2["zero_clip"], single["clip"])
 
 
-@pytest.mark.parametrize("name", sorted(LR_FREE))
-@pytest.mark.parametrize("how", ["ddp", "zero", "fsdp_{}_fused=False", "fsdp_{}_fused=None"])
-def test_learning_rate_free_estimates_are_over_every_rank(world2, single, name, how):
-    """Prodigy's d and DoG's η from sums over the whole model: world 2 equals one process
-    (DDP: each rank holds all of it; ZeRO: its part, the sums added over process_group;
-    FSDP2: DTensor shards)."""
+@pytest.mark.parametrize(
+    ("how", "name"),
+    [(how, name) for how in ("ddp", "zero", "fsdp_{}_fused=None") for name in LR_FREE]
+    + [("fsdp_{}_fused=False", name) for name in ONE_PER_KIND],
+)
+def test_learning_rate_free_estimates_are_over_every_rank(world2, single, how, name):
+    """D-Adaptation's and Prodigy's d, DoG's η from sums over the whole model (LDoG's per
+    tensor), Schedule-Free's averages and modes: world 2 equals one process (DDP: each rank
+    holds all of it; ZeRO: its part, the sums added over every process; FSDP2: DTensor shards,
+    summed whole, also where a process group is given)."""
     key = how.format(name) if "{}" in how else f"{how}_{name}"
     got = world2[key]
     assert not isinstance(got, str), got
     assert_equal_params(got, single[name])
+
+
+@pytest.mark.parametrize("name", sorted(OVER_WORLD))
+def test_process_group_is_checked_and_fsdp_in_use_means_every_process(name):
+    cls = getattr(adaptlr, name)
+    w = torch.nn.Parameter(torch.ones(2))
+    allowed = re.escape("process_group must be None, 'world' or a torch.distributed ProcessGroup")
+    with pytest.raises(TypeError, match=f"{name}: {allowed}, got 3"):
+        cls([w], process_group=3)
+    with pytest.raises(ValueError, match=f"{name}: {allowed}, got 'all'"):
+        cls([w], process_group="all")
+    opt = cls([w], **OVER_WORLD[name])  # the package's fsdp_in_use=True: over every process
+    parts = opt.transform_for(opt.param_groups[0]).parts
+    assert [getattr(p, "process_group", None) for p in parts][-1] == "world"
+
+
+@pytest.mark.parametrize("name", sorted(OVER_WORLD))
+def test_a_state_dict_leaves_how_the_processes_run_to_the_loading_optimizer(name):
+    """A checkpoint saved with a process group (ZeRO) resumes in one process and the reverse:
+    ``process_group`` and ``fsdp_in_use`` stay the loading optimizer's."""
+    w = torch.nn.Parameter(torch.ones(2))
+    saved = getattr(adaptlr, name)([w], **OVER_WORLD[name]).state_dict()
+    plain = getattr(adaptlr, name)([w])
+    plain.load_state_dict(saved)
+    assert all(
+        k not in plain.param_groups[0] or not plain.param_groups[0][k] for k in OVER_WORLD[name]
+    )
+    w.grad = torch.ones(2)
+    plain.step()  # no process group: no collective, none initialised here
+    sharded = getattr(adaptlr, name)([w], **OVER_WORLD[name])
+    sharded.load_state_dict(plain.state_dict())
+    assert all(sharded.param_groups[0][k] == v for k, v in OVER_WORLD[name].items())
+
+
+def test_a_state_dict_with_a_process_group_object_pickles(world2):
+    assert world2["pickled_process_group"] is True

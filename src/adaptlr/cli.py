@@ -11,8 +11,9 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -27,13 +28,62 @@ class _Error(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     # argparse prints usage + error on two lines; the contract is one line and exit code 2
     def error(self, message: str) -> None:  # type: ignore[override]
         raise _Error(f"{self.prog}: {message}")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default (where it has one) and, where an option takes
+    a name from a registry (``action.names``), the names, read only when help is printed
+    (the registries live in modules that import torch and matplotlib)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += f" (default: {default})"
+        names = getattr(action, "names", None)
+        return f"{text}; names: {', '.join(names())}" if names is not None else text
+
+
+def _surface_names() -> list[str]:
+    from .lab.surfaces import SURFACES
+
+    return list(SURFACES)
+
+
+def _optimizer_names() -> list[str]:
+    from .lab.specs import OPTIMIZERS
+
+    return list(OPTIMIZERS)
+
+
+def _schedule_names() -> list[str]:
+    from .schedules.spec import SCHEDULES
+
+    return sorted(SCHEDULES)
+
+
+def _task_names() -> list[str]:
+    from .lab.tasks import TASKS
+
+    return list(TASKS)
+
+
+def _named(action: argparse.Action, names: Callable[[], list[str]]) -> None:
+    action.names = names  # type: ignore[attr-defined]
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="adaptlr", description="adaptlr: adaptive learning rates, shown.")
+    p.add_argument("--version", action="version", version=f"adaptlr {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run every lecture reproduction, write DIR/index.html")
@@ -43,10 +93,20 @@ def _build_parser() -> argparse.ArgumentParser:
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
     lab_sub.add_parser("surfaces", help="list the built-in surfaces")
     run = lab_sub.add_parser("run", help="run optimizers on a surface and plot them")
-    run.add_argument("--surface", default="elongated")
-    run.add_argument("--optimizer", action="append", help='spec such as "adam:lr=0.1" (repeatable)')
-    run.add_argument("--schedule", help='spec such as "warmup_cosine:warmup=50,total=500"')
-    run.add_argument("--steps", type=int, default=500)
+    _named(run.add_argument("--surface", default="elongated", help="error surface"), _surface_names)
+    _named(
+        run.add_argument(
+            "--optimizer",
+            action="append",
+            help='spec "name" or "name:key=value,..." (repeatable; default: "adam:lr=0.1")',
+        ),
+        _optimizer_names,
+    )
+    _named(
+        run.add_argument("--schedule", help='spec such as "warmup_cosine:warmup=50,total=500"'),
+        _schedule_names,
+    )
+    run.add_argument("--steps", type=int, default=500, help="steps of each optimizer")
     run.add_argument("--start", help="start point 'x,y' (default: the surface's)")
     run.add_argument("--out", default="lab_run.png", help="figure path (PNG)")
     run.add_argument("--gif", help="also write an animated GIF here")
@@ -54,8 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sched = sub.add_parser("schedule", help="learning-rate schedules")
     sched_sub = sched.add_subparsers(dest="schedule_command", required=True, parser_class=_Parser)
     plot = sched_sub.add_parser("plot", help="plot a schedule spec")
-    plot.add_argument("spec", help='e.g. "warmup_cosine:warmup=50,total=500"')
-    plot.add_argument("--steps", type=int, default=500)
+    _named(
+        plot.add_argument("spec", help='e.g. "warmup_cosine:warmup=50,total=500"'), _schedule_names
+    )
+    plot.add_argument("--steps", type=int, default=500, help="steps to plot")
     plot.add_argument("--lr", type=float, default=1.0, help="peak lr if the spec has none")
     plot.add_argument("--out", default="schedule.png")
 
@@ -66,8 +128,11 @@ def _build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="adaptlr-report")
 
     lrf = sub.add_parser("lr-find", help="LR range test on a built-in task, print suggestions")
-    lrf.add_argument("--task", default="digits", help="digits or charlm (adaptlr.lab.tasks)")
-    lrf.add_argument("--optimizer", default="adamw", help='spec such as "adamw" or "adam:eps=1e-6"')
+    _named(lrf.add_argument("--task", default="digits", help="built-in task"), _task_names)
+    _named(
+        lrf.add_argument("--optimizer", default="adamw", help='spec such as "adam:eps=1e-6"'),
+        _optimizer_names,
+    )
     lrf.add_argument("--seed", type=int, default=0, help="seeds the model and the batches")
     lrf.add_argument("--out", default="lr_find.png", help="figure path (PNG)")
     return p
@@ -204,6 +269,8 @@ def _lr_find(args: argparse.Namespace) -> int:
     from .lab.tasks import get_task, lr_find
 
     cmd = "adaptlr lr-find"
+    if args.task not in _task_names():
+        raise _Error(f"{cmd}: unknown task {args.task!r}; allowed: {', '.join(_task_names())}")
     task = get_task(args.task)
     if args.seed < 0:
         raise _Error(f"{cmd}: --seed must be >= 0; got {args.seed}")
@@ -222,6 +289,8 @@ def _lr_find(args: argparse.Namespace) -> int:
 def _monitor_report(args: argparse.Namespace) -> int:
     cmd = "adaptlr monitor report"
     log = Path(args.log)
+    if log.is_dir():
+        raise _Error(f"{cmd}: {str(log)!r} is a directory; give the .jsonl log a Monitor wrote")
     if not log.is_file():
         raise _Error(f"{cmd}: no such log file: {log}")
     _check_dir_out(cmd, "--out", args.out)
@@ -241,8 +310,14 @@ def _monitor_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adaptlr`` console script; returns the exit code."""
     parser = _build_parser()
+    cmd = "adaptlr"
+    # one form for every error: "adaptlr <command>: <what is wrong>; <what is allowed>"
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        sub = getattr(args, f"{args.command.replace('-', '_')}_command", None)
+        cmd = " ".join(w for w in ("adaptlr", args.command, sub) if w)
+        if extra:  # (argparse would name the top-level parser, not the command)
+            raise _Error(f"{cmd}: unrecognized arguments: {' '.join(extra)}; see {cmd} --help")
         if args.command == "demo":
             return _demo(args)
         if args.command == "lab":
@@ -252,12 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "lr-find":
             return _lr_find(args)
         return _monitor_report(args)
-    except _Error as err:
-        print(f"error: {err}", file=sys.stderr)
+    except _Error as err:  # (its message starts with the command already)
+        print(str(err), file=sys.stderr)
         return 2
     except ValueError as err:
         # specs, surface and schedule names: the message already lists what is allowed
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        print(f"{cmd}: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
 
 

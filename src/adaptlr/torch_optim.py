@@ -164,6 +164,12 @@ class Optimizer(torch.optim.Optimizer):
             self._write_lr(group)
 
     def transform_for(self, group: dict[str, Any], gi: int | None = None) -> Transform:
+        """The chain that updates ``group`` (:meth:`_chain_for`); over FSDP2's DTensor
+        parameters, without its parts' ``process_group``: their sums are whole already
+        (:meth:`adaptlr.core.Transform.for_params`)."""
+        return self._chain_for(group, gi).for_params(group["params"])
+
+    def _chain_for(self, group: dict[str, Any], gi: int | None = None) -> Transform:
         """The chain that updates ``group``, built once per group and structure.
 
         Hyperparameters are data: the factory receives each number of the group as a
@@ -501,10 +507,17 @@ class Optimizer(torch.optim.Optimizer):
             return loss
         wide = self._optimizer_sums(work)
         for gi, (group, params, t, found) in enumerate(work):
-            if not params:  # (a group with no gradient is left as it was, shared keys too)
-                if t.collective:  # the other processes wait for this one's share of a norm
+            if not params:
+                # a group with no gradient: its parameters stay put, but scalars kept per group
+                # (Schedule-Free's weights, Prodigy's d) advance and its step is counted, as in
+                # the reference packages; a collective part still sends its (empty) share
+                if t.counts_empty_steps or t.collective:
                     shared = self._init_shared(group, t)
-                    t.update([], State([], shared), [], group["applied_steps"], wide.get(gi))
+                    count = group["applied_steps"]
+                    _, new = t.update([], State([], shared), [], count, wide.get(gi))
+                    if t.counts_empty_steps:
+                        group.update(new.shared)
+                        group["applied_steps"] += 1
                 continue
             shared = self._init_shared(group, t)
             # DTensor (FSDP2) shards: a step sees only this process's share, so it measures

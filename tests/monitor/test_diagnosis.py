@@ -223,3 +223,84 @@ def test_digits_adam_progresses(digits_runs):
     assert mon.records[-1]["loss"] < 0.05
     eff = mon.records[-1]["eff_lr"][0]
     assert eff is not None and eff["p5"] <= eff["p50"] <= eff["p95"]
+
+
+def _lecture_valley_run(lr, steps=300, window=100):
+    """SGD on the lecture's elongated valley (curvatures ~1 and ~101) from its start point."""
+    from adaptlr.lab.surfaces import ELONGATED
+
+    p = torch.nn.Parameter(torch.tensor(ELONGATED.start, dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=lr)
+    mon = Monitor(opt, window=window)
+    path = [p.detach().clone()]
+    for _ in range(steps):
+        loss = ELONGATED.loss(p)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.record(loss)
+        path.append(p.detach().clone())
+    return mon, torch.stack(path)
+
+
+def test_the_lectures_tiny_eta_crawls_with_its_evidence():
+    # The lecture's eta = 1e-7: the loss still falls, but each step moves the parameters by
+    # ~2e-6 of their norm. The figures, recomputed in float64 at the final point (they change
+    # by ~1e-5 over the run): the update is eta * H (w - w*), the loss falls by eta |g|^2 per
+    # step to first order.
+    from adaptlr.lab.surfaces import ELONGATED, elongated_hessian
+
+    lr = 1e-7
+    mon, path = _lecture_valley_run(lr)
+    d = mon.diagnose()
+    assert d.kind == "crawling", str(d)
+    # the relative update of each of the window's steps, from the parameters' path
+    w = path[-100:]
+    ratio = float(((w - path[-101:-1]).norm(dim=1) / w.norm(dim=1)).quantile(0.5))
+    # first order at the window's middle: the loss falls by lr |g|^2 per step
+    mid = path[-50]
+    g = (mid - torch.tensor(ELONGATED.minima[0], dtype=torch.float64)) @ elongated_hessian(
+        ELONGATED
+    )
+    to_fall = float(ELONGATED.loss(mid)) / (lr * float(g @ g))
+    ev = d.evidence
+    assert ev["update_ratio_median"] == pytest.approx(ratio, rel=1e-6)
+    assert ev["steps_to_move_params"] == pytest.approx(1 / ratio, rel=1e-6)
+    # the loss's thirds sit ~33 steps either side of the middle: a 1e-3 difference
+    assert ev["steps_to_fall_by_loss"] == pytest.approx(to_fall, rel=2e-3)
+    assert ev["projected_steps"] == min(ev["steps_to_move_params"], ev["steps_to_fall_by_loss"])
+    assert ev["projected_steps"] > 1e4  # the lecture: still far after 10^5 steps
+    # the loss does fall: this is no critical point and no flat plateau
+    assert ev["loss_rel_drop"] > 0 and not ev["grad_small"]
+    # the suggestion's factor brings the projection to ~1,000 steps
+    factor = float(f"{ev['projected_steps'] / 1000:.1g}")
+    assert ev["lr_factor"] == factor and ev["suggested_lr"] == pytest.approx(lr * factor)
+    assert f"{factor:,g}x" in d.suggestion and "raise the learning rate" in d.suggestion
+    assert "crawling" in str(d)
+
+
+def test_a_good_eta_on_the_same_valley_never_crawls():
+    from adaptlr.monitor.dashboard import window_diagnoses
+
+    mon, _ = _lecture_valley_run(1e-2)  # below 2 / 101: converges, ~1% per step flat direction
+    d = mon.diagnose()
+    assert d.kind == "progressing", str(d)
+    assert all(w[2].kind != "crawling" for w in window_diagnoses(mon.records, 50))
+
+
+def test_crawling_is_not_shaded_as_progress_and_the_demos_tiny_lr_crawls():
+    # The demo's "SGD, lr 1e-3 (tiny)" run used to be "progressing" (shaded green) with a
+    # suggestion saying the steps were too small.
+    from adaptlr.monitor.dashboard import KIND_COLORS
+    from adaptlr.monitor.demo import demo_runs, train_digits
+
+    assert KIND_COLORS["crawling"] != KIND_COLORS["progressing"]
+    make, kw = demo_runs()["SGD, lr 1e-3 (tiny)"]
+    mon, d = train_digits(make, **kw)
+    assert d.kind == "crawling", str(d)
+    recs = mon.records[-100:]
+    ratios = sorted(r["update_norm"] / r["param_norm"] for r in recs)
+    assert d.evidence["update_ratio_median"] == pytest.approx(
+        (ratios[49] + ratios[50]) / 2, rel=1e-9
+    )
+    assert d.evidence["suggested_lr"] > 1e-3

@@ -61,6 +61,27 @@ def all_reduce_many(values: Sequence[float], process_group: Any) -> list[float]:
     return [float(v) for v in total.cpu()]
 
 
+class ProcessGroupArg(_checks.Allowed):
+    """A ``process_group`` argument: None, ``"world"`` or a ``torch.distributed`` group."""
+
+    def __str__(self) -> str:
+        return "None, 'world' or a torch.distributed ProcessGroup"
+
+    def check(self, owner: str, name: str, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value == "world"):
+            return value
+        group_class = getattr(torch.distributed, "ProcessGroup", None)  # None: no distributed
+        if group_class is not None and isinstance(value, group_class):
+            return value
+        if isinstance(value, str):
+            _checks.fail_value(owner, name, self, value)
+        _checks.fail_type(owner, name, self, value)
+
+
+#: the check of every ``process_group``, of parts and named optimizers alike
+PROCESS_GROUP = ProcessGroupArg()
+
+
 def default_state_dtype(param_dtype: torch.dtype) -> torch.dtype:
     """float32 state for bf16/fp16 parameters (their moments underflow), else the param's."""
     return torch.float32 if param_dtype in LOW_PRECISION else param_dtype
@@ -366,6 +387,16 @@ class Transform:
         return any(s.part.sums for s in self.slots)
 
     @property
+    def counts_empty_steps(self) -> bool:
+        """Whether a step in which the group has no gradient still counts, advancing its
+        shared scalars (Schedule-Free's weights, Prodigy's and D-Adaptation's estimate, whose
+        packages count it): the chain keeps scalars per group and sums nothing per tensor or
+        per group (DoG's sums over a group without gradients have no elements)."""
+        return bool(self._shared) and all(
+            x.scope == "optimizer" for slot in self.slots for x in slot.part.sums
+        )
+
+    @property
     def shared_keys(self) -> tuple[str, ...]:
         """The names of the scalars kept once per param group (:attr:`Part.shared`)."""
         return tuple(self._shared)
@@ -378,6 +409,25 @@ class Transform:
     def collective(self) -> bool:
         """Whether an update takes part in a collective (every process must call it)."""
         return any(getattr(p, "process_group", None) is not None for p in self.parts)
+
+    def for_params(self, params: Sequence[Tensor]) -> Transform:
+        """The chain that steps ``params``: this one, except over DTensor parameters (FSDP2),
+        whose sums and norms are already over every shard (``full_tensor``), where its parts'
+        ``process_group`` are dropped: adding them across processes again would count each
+        element once per process. The same object each time (kernels are cached by chain)."""
+        if not self.collective or not any(_is_dtensor(p) for p in params):
+            return self
+        local = self.__dict__.get("_over_dtensors")
+        if local is None:
+            local = self._over_dtensors = Transform(
+                [
+                    dataclasses.replace(p, process_group=None)  # type: ignore[type-var]
+                    if getattr(p, "process_group", None) is not None
+                    else p
+                    for p in self.parts
+                ]
+            )
+        return local
 
     @property
     def state_keys(self) -> tuple[str, ...]:
@@ -534,6 +584,7 @@ class Transform:
             part = slot.part
             norm = math.sqrt(part.reduce_sq(_sum_sq(us))) if part.needs_norm else 0.0
             per_tensor: list[Mapping[str, float] | None] = [None] * len(us)
+            wide_sums: dict[str, float] | None = None
             if part.sums:
                 wide_sums, per_tensor = self._local_sums(si, us, ps, new_state, steps, count, norm)
                 everywhere = {x.name for x in part.sums if x.scope == "optimizer"}
@@ -547,6 +598,11 @@ class Transform:
                     wide_sums = part.reduce_sums(wide_sums)
                 per_tensor = [{**wide_sums, **(t or {})} for t in per_tensor]
             new_shared: dict[str, float] = {}
+            if not us and part.shared and self.counts_empty_steps:
+                # a group with no gradient: its scalars advance as the packages' do (no sum of
+                # a tensor or of the group is involved: those need elements)
+                c, new_scal = self.slot_coefficients(si, count + 1, count, shared, norm, wide_sums)
+                new_shared.update((k, v) for k, v in new_scal.items() if k in self._shared)
             for i, (u, p) in enumerate(zip(us, ps)):
                 st = new_state[i]
                 scal = {**st, **shared} if shared else st
@@ -604,8 +660,9 @@ class Transform:
             st = states[i]
             scal = {**st, **shared} if shared else st
             c, _ = self.slot_coefficients(si, steps[i], count, scal, norm, None)
-            buf = {b.name: _real(st[slot.names[b.name]]) for b in part.buffers}
-            terms = part.sum_terms(u, p, buf, c, TorchOps)
+            buf = {b.name: _wide(_real(st[slot.names[b.name]])) for b in part.buffers}
+            # the terms in float64 (as the kernels form them): u² of a float32 1e20 is inf
+            terms = part.sum_terms(_wide(u), _wide(p), buf, c, TorchOps)
             mine = {}
             for name, term in terms.items():
                 total = _total(term, u)
@@ -739,6 +796,11 @@ def _real(t: Tensor) -> Tensor:
     return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
+def _wide(t: Tensor) -> Tensor:
+    """``t`` in float64 (a copy unless it already is): what sum terms are formed in."""
+    return t.to(torch.float64) if t.is_floating_point() else t
+
+
 def _like(value: Any, ref: Tensor) -> Tensor:
     """``value`` (a result of ``apply``) as a tensor of ``ref``'s shape, dtype and layout."""
     if not isinstance(value, Tensor):
@@ -748,6 +810,11 @@ def _like(value: Any, ref: Tensor) -> Tensor:
     if value.dtype != ref.dtype:
         value = value.to(ref.dtype)
     return value
+
+
+def _is_dtensor(t: Any) -> bool:
+    """Whether ``t`` is a DTensor (FSDP2), without importing torch.distributed.tensor."""
+    return callable(getattr(t, "full_tensor", None))
 
 
 def _total(term: Any, like: Tensor) -> float:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import LR, NONNEGATIVE, UNIT, UNIT_OPEN, Number
-from .base import Buffer, Context, Part, Scalar, Sum, Value, resolve
+from .base import PROCESS_GROUP, Buffer, Context, Part, Scalar, Sum, Value, resolve
 
 POSITIVE = Number(0.0, lo_open=True)
 
@@ -59,16 +59,6 @@ GROWTH = NoneOr(0.0, lo_open=True, what="no limit")
 
 def _growth(value: Value | None, count: int) -> float:
     return math.inf if value is None else resolve(value, count)
-
-
-class _Any:
-    """No check (a process group)."""
-
-    def check(self, owner: str, name: str, value: Any) -> Any:
-        return value
-
-
-_ANY = _Any()
 
 
 def _bounded_growth(d: float, d_hat: float, growth: float) -> float:
@@ -110,10 +100,18 @@ def _moved(p: Any, c: Mapping[str, Any], step: Any) -> Any:
     return moved - p
 
 
+class _Estimated:
+    """A distance estimate's factor of η_t: the step size d·η it estimated (``c["eta"]``),
+    what :meth:`~adaptlr.Optimizer.effective_lr` and the monitor report."""
+
+    def scale(self, c: Mapping[str, float]) -> float:
+        return c["eta"]
+
+
 _PRODIGY_SUMS = (Sum("delta_numerator", "optimizer"), Sum("d_denom", "optimizer"))
 
 
-class _ProdigyWeights:
+class _ProdigyWeights(_Estimated):
     """What Prodigy's two estimate-parts share: the shared scalars, the sums and the weights
     of its numerator and of s (one home for both)."""
 
@@ -206,7 +204,7 @@ class scale_by_distance(_ProdigyWeights, Part):
     def __post_init__(self) -> None:
         self._check_fields(
             lr=LR, beta3=UNIT, d0=POSITIVE, d_coef=POSITIVE, growth_rate=GROWTH,
-            process_group=_ANY,
+            process_group=PROCESS_GROUP,
         )  # fmt: skip
 
     def _b3(self, ctx: Context) -> float:
@@ -220,9 +218,6 @@ class scale_by_distance(_ProdigyWeights, Part):
 
     def apply(self, u, p, buf, c, ops):
         return -c["dlr"] * u, {"s": self._s(u, buf, c)}
-
-    def scale(self, c: Mapping[str, float]) -> float:
-        return c["eta"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -280,7 +275,7 @@ class prodigy(_ProdigyWeights, Part):
         self._check_fields(
             lr=LR, b1=UNIT_OPEN, b2=UNIT_OPEN, beta3=NoneOr(0.0, 1.0, what="√β2"),
             eps=POSITIVE, weight_decay=NONNEGATIVE, d0=POSITIVE, d_coef=POSITIVE,
-            growth_rate=GROWTH, process_group=_ANY,
+            growth_rate=GROWTH, process_group=PROCESS_GROUP,
         )  # fmt: skip
 
     @property
@@ -332,12 +327,9 @@ class prodigy(_ProdigyWeights, Part):
     def sigma(self, buf, c, ops):
         return ops.sqrt(buf["exp_avg_sq"]) + c["sigma_eps"]
 
-    def scale(self, c: Mapping[str, float]) -> float:
-        return c["eta"]
-
 
 @dataclass(frozen=True, repr=False)
-class dadapt_adam(Part):
+class dadapt_adam(_Estimated, Part):
     r"""D-Adaptation Adam as dadaptation 3.2's ``DAdaptAdam`` computes it.
 
     .. math::
@@ -382,7 +374,7 @@ class dadapt_adam(Part):
     def __post_init__(self) -> None:
         self._check_fields(
             lr=LR, b1=UNIT_OPEN, b2=UNIT_OPEN, eps=POSITIVE, weight_decay=NONNEGATIVE,
-            d0=POSITIVE, growth_rate=GROWTH, layer_scale=NONNEGATIVE, process_group=_ANY,
+            d0=POSITIVE, growth_rate=GROWTH, layer_scale=NONNEGATIVE, process_group=PROCESS_GROUP,
         )  # fmt: skip
 
     @property
@@ -443,12 +435,9 @@ class dadapt_adam(Part):
     def sigma(self, buf, c, ops):
         return ops.sqrt(buf["exp_avg_sq"]) + c["eps"]
 
-    def scale(self, c: Mapping[str, float]) -> float:
-        return c["eta"]
-
 
 @dataclass(frozen=True, repr=False)
-class dadapt_sgd(Part):
+class dadapt_sgd(_Estimated, Part):
     r"""D-Adaptation SGD (dual averaging) as dadaptation 3.2's ``DAdaptSGD`` computes it.
 
     .. math::
@@ -485,7 +474,7 @@ class dadapt_sgd(Part):
     def __post_init__(self) -> None:
         self._check_fields(
             lr=LR, momentum=NONNEGATIVE, weight_decay=NONNEGATIVE, d0=POSITIVE,
-            growth_rate=GROWTH, process_group=_ANY,
+            growth_rate=GROWTH, process_group=PROCESS_GROUP,
         )  # fmt: skip
 
     @property
@@ -545,12 +534,9 @@ class dadapt_sgd(Part):
     def sigma(self, buf, c, ops):
         return c["g0"]  # the same for every element: SGD's step is d·η/‖g_0‖
 
-    def scale(self, c: Mapping[str, float]) -> float:
-        return c["eta"]
-
 
 @dataclass(frozen=True, repr=False)
-class dadapt_adagrad(Part):
+class dadapt_adagrad(_Estimated, Part):
     r"""D-Adaptation AdaGrad (dual averaging) as dadaptation 3.2's ``DAdaptAdaGrad``
     computes it (dense gradients).
 
@@ -585,7 +571,7 @@ class dadapt_adagrad(Part):
     def __post_init__(self) -> None:
         self._check_fields(
             lr=LR, momentum=NONNEGATIVE, eps=POSITIVE, d0=POSITIVE, growth_rate=GROWTH,
-            process_group=_ANY,
+            process_group=PROCESS_GROUP,
         )  # fmt: skip
 
     @property
@@ -643,6 +629,3 @@ class dadapt_adagrad(Part):
 
     def sigma(self, buf, c, ops):
         return ops.sqrt(buf["alphak"]) + c["eps"]
-
-    def scale(self, c: Mapping[str, float]) -> float:
-        return c["eta"]

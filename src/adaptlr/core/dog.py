@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .. import _checks
-from .base import Buffer, Context, Part, Scalar, Sum, Value, resolve
+from .base import PROCESS_GROUP, Buffer, Context, Part, Scalar, Sum, Value, resolve
 
 #: ``lr`` (DoG's c) and ``reps_rel`` (α): finite numbers > 0, as dog-optimizer requires
 POSITIVE = _checks.Number(0.0, lo_open=True)
@@ -78,7 +78,8 @@ class dog(Part):
     the step is zero either way. DoG has no σ: :meth:`sigma` is 1, so ``effective_lr``
     reports η_t at every element. ``process_group`` (a ``torch.distributed`` group or
     ``"world"``) adds the group-wide sums across processes that each hold other tensors
-    (ZeRO).
+    (ZeRO); DTensors (FSDP2) are summed whole and need none (see
+    :meth:`~.base.Transform.for_params`).
 
     Example:
         >>> import torch, adaptlr
@@ -102,7 +103,11 @@ class dog(Part):
 
     def __post_init__(self) -> None:
         self._check_fields(
-            lr=POSITIVE, reps_rel=_checks.NONNEGATIVE, eps=_checks.NONNEGATIVE, init_eta=INIT_ETA
+            lr=POSITIVE,
+            reps_rel=_checks.NONNEGATIVE,
+            eps=_checks.NONNEGATIVE,
+            init_eta=INIT_ETA,
+            process_group=PROCESS_GROUP,
         )
         if self.init_eta is None and not _checks.is_live(self.reps_rel) and self.reps_rel == 0:
             # r̄ would stay 0: η = 0 and the parameters never move

@@ -150,6 +150,30 @@ class ema_sq(Magnitude):
         return ops.sqrt(v) * c["inv_root_correction"] + c["eps"]
 
 
+def radam_rectification(
+    b2: float, step: int, threshold: float = 5.0, *, pow_half: bool = False
+) -> float | None:
+    r"""RAdam's :math:`r_t` at ``step`` (1 first), or ``None`` while :math:`\rho_t` is not
+    above ``threshold`` (torch.optim.RAdam: 5; the paper and schedulefree's
+    RAdamScheduleFree: 4).
+
+    .. math::
+        \rho_\infty = \tfrac{2}{1-\beta_2} - 1,\quad
+        \rho_t = \rho_\infty - \tfrac{2 t \beta_2^t}{1-\beta_2^t},\quad
+        r_t = \sqrt{\tfrac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+
+    ``pow_half``: the root as ``x ** 0.5`` (C ``pow``, schedulefree's rounding) rather than
+    ``math.sqrt`` (torch's); the two can differ in the last bit.
+    """
+    beta2_t = b2**step
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * step * beta2_t / (1 - beta2_t)
+    if not rho_t > threshold:
+        return None
+    r2 = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    return r2**0.5 if pow_half else math.sqrt(r2)
+
+
 @dataclass(frozen=True, repr=False)
 class rectified(Magnitude):
     r"""RAdam's rectified magnitude (Liu et al. 2019, with torch.optim.RAdam's details).
@@ -184,16 +208,9 @@ class rectified(Magnitude):
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
         c, _ = self._v.coefficients(ctx, scalars)
         t, b2 = ctx.step, resolve(self.b2, ctx.count)
-        correction = 1 - b2**t
-        rho_inf = 2 / (1 - b2) - 1
-        rho_t = rho_inf - 2 * t * (b2**t) / correction
-        on = rho_t > 5.0
-        rect = (
-            math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
-            if on
-            else 1.0
-        )
-        c.update(rectify=1.0 if on else 0.0, scale=1.0 / (math.sqrt(correction) * rect))
+        rect = radam_rectification(b2, t)
+        scale = 1.0 / (math.sqrt(1 - b2**t) * (1.0 if rect is None else rect))
+        c.update(rectify=0.0 if rect is None else 1.0, scale=scale)
         return c, {}
 
     def accumulate(self, u, buf, c, ops):

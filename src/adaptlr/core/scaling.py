@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import LR, NONNEGATIVE
-from .base import Context, Part, Value, all_reduce_sum, resolve
+from .base import PROCESS_GROUP, Context, Part, Value, all_reduce_sum, resolve
 
 
 @dataclass(frozen=True, repr=False)
@@ -159,7 +159,7 @@ class clip_by_global_norm(Part):
     needs_norm = True
 
     def __post_init__(self) -> None:
-        self._check_fields(max_norm=NONNEGATIVE)
+        self._check_fields(max_norm=NONNEGATIVE, process_group=PROCESS_GROUP)
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
         return {"f": min(1.0, resolve(self.max_norm, ctx.count) / (ctx.norm + 1e-6))}, {}

@@ -41,7 +41,7 @@ from torch import Tensor
 from .. import _checks
 from .._checks import FINITE, LR, NONNEGATIVE
 from .base import Buffer, Context, Part, Scalar, Value, resolve
-from .magnitude import Magnitude
+from .magnitude import Magnitude, radam_rectification
 
 #: β of the interpolation: 0 would put y at z and make x = y/β undefined (eval)
 OPEN_UNIT = _checks.Number(0.0, 1.0, lo_open=True, hi_open=True)
@@ -161,24 +161,6 @@ class group_clock(Magnitude):
         return s if self.gate is None else ops.where(c["gate"] > 0.5, s, 1.0)
 
 
-def radam_rectification(b2: float, step: int, threshold: float = 4.0) -> float | None:
-    r"""RAdam's :math:`r_t` at ``step`` (1 first), or ``None`` while :math:`\rho_t` is not
-    above ``threshold`` (schedulefree's RAdamScheduleFree: 4, as the paper; torch: 5).
-
-    .. math::
-        \rho_\infty = \tfrac{2}{1-\beta_2} - 1,\quad
-        \rho_t = \rho_\infty - \tfrac{2 t \beta_2^t}{1-\beta_2^t},\quad
-        r_t = \sqrt{\tfrac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
-    """
-    beta2_t = b2**step
-    rho_inf = 2 / (1 - b2) - 1
-    rho_t = rho_inf - 2 * step * beta2_t / (1 - beta2_t)
-    if not rho_t > threshold:
-        return None
-    # ** 0.5 (C pow), not math.sqrt: schedulefree's rounding
-    return ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
-
-
 @dataclass(frozen=True)
 class rectified_lr:
     """``count -> r_{count+1}``, RAdamScheduleFree's factor of the learning rate: RAdam's
@@ -189,7 +171,7 @@ class rectified_lr:
     silent: bool = True
 
     def __call__(self, count: int) -> float:
-        r = radam_rectification(resolve(self.b2, count), count + 1)
+        r = radam_rectification(resolve(self.b2, count), count + 1, 4.0, pow_half=True)
         return (0.0 if self.silent else 1.0) if r is None else r
 
 
@@ -201,7 +183,8 @@ class rectifying:
     b2: Value
 
     def __call__(self, count: int) -> float:
-        return 0.0 if radam_rectification(resolve(self.b2, count), count + 1) is None else 1.0
+        r = radam_rectification(resolve(self.b2, count), count + 1, 4.0, pow_half=True)
+        return 0.0 if r is None else 1.0
 
 
 @dataclass(frozen=True)

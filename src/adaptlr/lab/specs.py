@@ -135,7 +135,10 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
     try:
         out.build([torch.zeros(1, requires_grad=True)])
     except (ValueError, TypeError) as err:
-        raise ValueError(f"{name}: {err}".splitlines()[0]) from None
+        # the class names itself ("Adam: lr must be ..."): the spec's name says it once
+        msg = str(err).splitlines()[0]
+        own = f"{_cls(OPTIMIZERS[name]).__name__}: "
+        raise ValueError(f"{name}: {msg.removeprefix(own)}") from None
     return out
 
 

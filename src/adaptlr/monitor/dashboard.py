@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .diagnosis import KINDS, Diagnosis, diagnose_records
-from .log import load_log
+from .log import Run, load_log, split_runs
 
 if TYPE_CHECKING:
     from .monitor import Monitor
 
 KIND_COLORS = {
     "progressing": "#4caf50",
+    "crawling": "#fdd835",  # yellow: moving, but too slowly to arrive (not healthy progress)
     "critical_point": "#2196f3",
     "oscillating": "#ff9800",
     "diverging": "#e53935",
@@ -27,7 +28,7 @@ KIND_COLORS = {
 }
 
 
-def _steps(source: Any) -> list[dict[str, Any]]:
+def _runs(source: Any) -> list[Run]:
     from .monitor import Monitor
 
     if isinstance(source, Monitor):
@@ -36,7 +37,7 @@ def _steps(source: Any) -> list[dict[str, Any]]:
         recs = load_log(source)
     else:
         recs = list(source)
-    return [r for r in recs if r.get("type", "step") == "step"]
+    return split_runs(recs)
 
 
 def window_diagnoses(
@@ -91,7 +92,9 @@ def plot_dashboard(
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    recs = _steps(source)
+    runs = _runs(source)
+    recs = runs[-1].steps if runs else []  # the bands and the η/σ panel: the last run
+    many = len(runs) > 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(9, 9.5), layout="constrained")
@@ -99,25 +102,35 @@ def plot_dashboard(
     axes = fig.subplots(4, 1, sharex=True)
     ax_loss, ax_grad, ax_lr, ax_cos = axes
 
-    xs, ys = _series(recs, "loss")
-    ax_loss.plot(xs, ys, color="black", lw=1)
+    def draw(ax: Any, key: str, floor: float | None = None, label: str | None = None, **kw: Any):
+        """One line per run (a run restarted from step 0 is its own line, never a jump)."""
+        every: list[float] = []
+        for i, run in enumerate(runs):
+            xs, ys = _series(run.steps, key)
+            if floor is not None:
+                ys = [max(y, floor) for y in ys]
+            name = label
+            if many:
+                name = f"{label + ', ' if label else ''}{run.label} ({run.span})"
+            if ys:
+                ax.plot(xs, ys, ls=("-", "--", ":", "-.")[i % 4], label=name, **kw)
+            every += ys
+        return every
+
+    ys = draw(ax_loss, "loss", color="black", lw=1)
     if ys and min(ys) > 0 and max(ys) / min(ys) > 20:
         ax_loss.set_yscale("log")
     ax_loss.set_ylabel("loss")
 
-    xs, ys = _series(recs, "grad_norm")
-    ax_grad.plot(xs, [max(y, 1e-30) for y in ys], color="tab:red", lw=1, label="gradient")
-    xs, ys = _series(recs, "update_norm")
-    if ys:
-        ax_grad.plot(xs, [max(y, 1e-30) for y in ys], color="tab:blue", lw=1, label="update")
+    draw(ax_grad, "grad_norm", 1e-30, color="tab:red", lw=1, label="gradient")
+    draw(ax_grad, "update_norm", 1e-30, color="tab:blue", lw=1, label="update")
     ax_grad.set_yscale("log")
     ax_grad.set_ylabel("norm (log)")
     ax_grad.legend(loc="upper right", fontsize=8)
 
     _plot_eff_lr(ax_lr, recs)
 
-    xs, ys = _series(recs, "cos")
-    ax_cos.plot(xs, ys, color="tab:green", lw=0.8)
+    draw(ax_cos, "cos", color="tab:green", lw=0.8)
     ax_cos.axhline(0, color="grey", lw=0.5)
     ax_cos.set_ylim(-1.05, 1.05)
     ax_cos.set_ylabel("cos(g_t, g_t-1)")
@@ -131,7 +144,10 @@ def plot_dashboard(
             ax.axvspan(first, last, color=KIND_COLORS[d.kind], alpha=0.12, lw=0)
     if seen:
         handles = [Patch(color=KIND_COLORS[k], alpha=0.4, label=k) for k in KINDS if k in seen]
-        ax_loss.legend(handles=handles, loc="upper right", fontsize=8, title="diagnosis")
+        if many:  # the runs' lines, then the bands (drawn for the last run)
+            handles = ax_loss.get_legend_handles_labels()[0] + handles
+        name = f"diagnosis ({runs[-1].label})" if many else "diagnosis"
+        ax_loss.legend(handles=handles, loc="upper right", fontsize=8, title=name)
     if title is None and bands:
         title = f"last window: {bands[-1][2].kind}"
     if title:
@@ -189,17 +205,30 @@ def write_report(
     """Redraw a run's dashboard from its log into `out_dir` (``dashboard.png`` and
     ``diagnosis.txt`` with the last window's diagnosis); returns the PNG's path.
 
+    A log holding several runs (`split_runs`: a run resumed with the monitor's state is one
+    run) is drawn with one line per run, labelled, and ``diagnosis.txt`` diagnoses each run
+    on its own records, a paragraph per run headed by its label and steps.
+
     This is what ``adaptlr monitor report LOG.jsonl --out DIR`` runs.
     """
     recs = load_log(log_path)
-    steps = [r for r in recs if r.get("type") == "step"]
-    if not steps:
+    runs = split_runs(recs)
+    if not runs:
         raise ValueError(f"{log_path}: no step records to report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meta = next((r for r in recs if r.get("type") == "meta"), {})
-    d = diagnose_records(steps, window)
-    name = meta.get("optimizer", "run")
-    png = plot_dashboard(steps, out / "dashboard.png", window=window, title=f"{name}: {d.kind}")
-    (out / "diagnosis.txt").write_text(str(d) + "\n", encoding="utf-8")
+    lines = []
+    for run in runs:
+        d = diagnose_records(run.steps, window)
+        head = f"{run.label} ({run.span}"
+        if run.resumed_at:
+            head += ", resumed at step " + ", ".join(str(s) for s in run.resumed_at)
+        if run.superseded:
+            head += f", {run.superseded} records superseded by a resume"
+        lines.append(f"{head}): {d}" if len(runs) > 1 else str(d))
+    name = runs[-1].meta.get("optimizer", "run")
+    if len(runs) > 1:
+        name = f"{name}, {runs[-1].label} of {len(runs)}"
+    png = plot_dashboard(recs, out / "dashboard.png", window=window, title=f"{name}: {d.kind}")
+    (out / "diagnosis.txt").write_text("\n\n".join(lines) + "\n", encoding="utf-8")
     return png

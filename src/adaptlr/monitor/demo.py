@@ -13,8 +13,8 @@ period-2 orbit: seeds 0-9, float64, two threads and weights perturbed by 1e-6 al
 The 64-64-10 ReLU network does not show this reliably: SGD with a large learning rate either
 kills its ReLUs (loss ln 10 with a zero gradient: a genuine critical point) or wanders
 chaotically, and which one happens changes with the seed and with the CPU's rounding. On that
-network a tiny learning rate barely moves; Adam (with or without warm-up and cosine decay)
-trains.
+network a tiny learning rate barely moves (the monitor says "crawling" and by how much to raise
+it); Adam (with or without warm-up and cosine decay) trains.
 """
 
 from __future__ import annotations
@@ -207,8 +207,8 @@ def demo_section(out_dir: str | os.PathLike[str]) -> str:
         "gradients are opposite: the parameters bounce between the walls of the valley, this "
         "is not a critical point (at lr 1 the same surface reaches its minimum). The other "
         "three runs train a 64-64-10 ReLU network (on it, a large learning rate kills ReLUs or "
-        "wanders chaotically, differently for each seed). A tiny learning rate barely moves; "
-        "Adam trains.</p>\n"
+        "wanders chaotically, differently for each seed). A tiny learning rate barely moves: "
+        "the monitor calls it crawling and says by how much to raise it; Adam trains.</p>\n"
         "<img src='monitor_digits_compare.png' alt='loss and gradient norm of the four runs' "
         "width='800'>\n"
         "<table border='1' cellspacing='0' cellpadding='4'>\n<tr><th>run</th><th>loss</th>"

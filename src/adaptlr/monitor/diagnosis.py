@@ -1,4 +1,4 @@
-"""Turn a window of monitor records into one of five diagnoses, with the figures that decided it.
+"""Turn a window of monitor records into one of six diagnoses, with the figures that decided it.
 
 The lecture's point: when the loss stops falling, the gradient is often *not* small; the
 parameters bounce between the walls of a valley. The figures that tell the cases apart:
@@ -8,7 +8,9 @@ parameters bounce between the walls of a valley. The figures that tell the cases
 - gradient norm: small (a critical point) or not;
 - cosine between consecutive gradients: strongly negative means the steps bounce (oscillating);
 - update norm: rare steps far above the usual size are the lecture's Adagrad/RMS "burst";
-- non-finite values or a loss/gradient that keeps growing: diverging.
+- non-finite values or a loss/gradient that keeps growing: diverging;
+- update norm relative to the parameter norm, and the loss's rate of fall: steps so small that
+  the target lies tens of thousands of steps away (crawling, the lecture's η = 1e-7).
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("progressing", "critical_point", "oscillating", "diverging", "bursting")
+KINDS = ("progressing", "crawling", "critical_point", "oscillating", "diverging", "bursting")
+
+#: The projection, in steps, that `crawling`'s suggested learning-rate factor aims at (a tenth
+#: of the default ``crawl_steps``: well inside the healthy runs' range, docs/monitor.md).
+CRAWL_TARGET_STEPS = 1_000
 
 SUGGESTIONS = {
     "progressing": "The loss is falling; nothing to change.",
-    "progressing_slow": (
-        "The loss barely moves although consecutive gradients agree: the steps are too small. "
-        "Raise the learning rate, or use an adaptive method (Adam, RMSprop) that enlarges the "
-        "steps in flat directions."
-    ),
     "critical_point": (
         "The gradient is small and the loss is flat: a critical point. Run the curvature check "
         "(monitor.curvature(loss_fn)) to tell a saddle point from a minimum."
@@ -62,8 +63,8 @@ class Diagnosis:
     """What the monitor concludes about a window of training steps.
 
     Attributes:
-        kind: one of ``"progressing"``, ``"critical_point"``, ``"oscillating"``,
-            ``"diverging"``, ``"bursting"``.
+        kind: one of `KINDS`: ``"progressing"``, ``"crawling"``, ``"critical_point"``,
+            ``"oscillating"``, ``"diverging"``, ``"bursting"``.
         evidence: the figures that decided it, with ``"first_step"``, ``"last_step"`` and
             ``"records"`` naming the window; a ``"curvature"`` entry when the check ran.
         suggestion: what to do, in plain words.
@@ -103,14 +104,23 @@ def _thirds(values: list[float]) -> tuple[float, float]:
     would be the level of whichever parity it holds more of, and a loss that only bounces
     would read as a rise or a fall of the full gap between the two levels.
     """
-    k = max(1, len(values) // 3)
-    if k > 1:
-        k -= k % 2
+    k = _third(len(values))
     return statistics.median(values[:k]), statistics.median(values[-k:])
+
+
+def _third(n: int) -> int:
+    """How many of `n` values each of `_thirds`' thirds holds."""
+    k = max(1, n // 3)
+    return k - k % 2 if k > 1 else k
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
+
+
+def _steps(x: float) -> str:
+    """A projected number of steps, to two figures: ``"20,000"``."""
+    return f"{float(f'{x:.2g}'):,.0f}" if math.isfinite(x) and x < 1e15 else "infinitely many"
 
 
 def diagnose_records(
@@ -125,6 +135,7 @@ def diagnose_records(
     rise_tol: float = 0.1,
     burst_factor: float = 10.0,
     burst_frac: float = 0.2,
+    crawl_steps: float = 10_000,
 ) -> Diagnosis:
     """Diagnose the last `window` step records (as written by `Monitor` or read by `load_log`).
 
@@ -140,6 +151,21 @@ def diagnose_records(
         rise_tol: the loss diverges when it rose by more than this fraction.
         burst_factor, burst_frac: a burst is an update larger than ``burst_factor`` times the
             window's median, on at most ``burst_frac`` of the records.
+        crawl_steps: crawling (the lecture's η = 1e-7) is judged on two projections made
+            from the window's measured rates: ``steps_to_move_params`` = 1 / the median
+            ``update_ratio`` (|Δθ| / |θ|: the steps that updates of this size take to move
+            the parameters by their own norm) and ``steps_to_fall_by_loss`` (the steps the
+            loss, falling at the rate between the medians of the window's first and last
+            thirds, takes to fall by its own size; infinite when it does not fall). With the
+            gradient not small and consecutive gradients not opposed (median cosine >=
+            `cos_tol`), the window is crawling when the loss is flat (below `flat_tol`), or
+            when both projections (the loss one alone when the update is not measured) are at
+            least `crawl_steps`. ``projected_steps`` is the smaller of the two. Both scale as
+            1/η while the steps are small (the update is η times a direction; the loss falls
+            by g·Δθ per step to first order), so the suggestion's factor is
+            ``projected_steps / CRAWL_TARGET_STEPS`` (at least 2; 10 when no projection is
+            finite). A run near the end of a schedule that decays η towards 0 can read as
+            crawling: there it is the schedule that makes the steps small.
     """
     steps = [r for r in records if r.get("type", "step") == "step"]
     win = steps[-window:] if window > 0 else steps
@@ -233,7 +259,11 @@ def diagnose_records(
     flat = loss_drop < flat_tol
     grad_small = g_last < max(grad_atol, grad_rtol * g_max)
     evidence.update(loss_flat=flat, grad_small=grad_small)
+    agree = cos_med is None or cos_med >= cos_tol
     if not flat:
+        crawl = _crawl_evidence(win, evidence, loss_drop)
+        if agree and not grad_small and all(x >= crawl_steps for x in crawl):
+            return _crawling(evidence, win, "falls")
         return done("progressing", f"the loss fell by {_fmt(loss_drop * 100)}% over the window.")
     if grad_small:
         return done(
@@ -248,10 +278,55 @@ def diagnose_records(
             f"at {_fmt(g_last)} ({_fmt(grad_growth)}x its value at the window's start) and "
             f"consecutive gradients point against each other (median cosine {_fmt(cos_med)}).",
         )
-    return done(
-        "progressing",
-        f"the loss changed by only {_fmt(-loss_drop * 100)}% but the gradient norm is "
-        f"{_fmt(g_last)} and consecutive gradients agree (median cosine "
-        f"{_fmt(cos_med) if cos_med is not None else 'n/a'}): progress is slow.",
-        "progressing_slow",
+    _crawl_evidence(win, evidence, loss_drop)
+    return _crawling(evidence, win, "is flat")
+
+
+def _crawl_evidence(
+    win: list[dict[str, Any]], evidence: dict[str, Any], drop: float
+) -> list[float]:
+    """Adds crawling's projections to `evidence` (see `diagnose_records`' ``crawl_steps``);
+    returns those that were measured."""
+    ratios = _finite([r.get("update_ratio") for r in win])
+    r_med = statistics.median(ratios) if ratios else None
+    to_move = None if r_med is None else (1 / r_med if r_med > 0 else math.inf)
+    # the steps between the centres of the two thirds `loss_rel_drop` compares
+    steps = [r.get("step") for r in win if _finite([r.get("loss")])]
+    k = _third(len(steps))
+    span = statistics.median(steps[-k:]) - statistics.median(steps[:k]) if steps else 0
+    to_fall = span / drop if drop > 0 and span > 0 else math.inf
+    measured = [x for x in (to_move, to_fall) if x is not None]
+    evidence.update(
+        update_ratio_median=r_med,
+        steps_to_move_params=to_move,
+        steps_to_fall_by_loss=to_fall,
+        projected_steps=min(measured),
     )
+    return measured
+
+
+def _crawling(evidence: dict[str, Any], win: list[dict[str, Any]], loss: str) -> Diagnosis:
+    """The crawling diagnosis, its suggested learning rate derived from the projection."""
+    projected = evidence["projected_steps"]
+    factor = max(2.0, projected / CRAWL_TARGET_STEPS) if math.isfinite(projected) else 10.0
+    factor = float(f"{factor:.1g}")
+    lr = (win[-1].get("lr") or [None])[0]
+    evidence["lr_factor"] = factor
+    evidence["suggested_lr"] = lr * factor if isinstance(lr, (int, float)) else None
+    r_med = evidence["update_ratio_median"]
+    size = "not measured" if r_med is None else f"{_fmt(r_med)} of their norm"
+    drop = evidence.get("loss_rel_drop")
+    change = "not recorded" if drop is None else f"{_fmt(drop * 100)}% over the window"
+    reason = (
+        f"the loss {loss} ({change}) and "
+        f"consecutive gradients agree, but each update moves the parameters by {size}: at "
+        f"this rate the target is ~{_steps(projected)} steps away."
+    )
+    to = "" if evidence["suggested_lr"] is None else f" (to about {_fmt(evidence['suggested_lr'])})"
+    suggestion = (
+        f"The steps are too small: raise the learning rate about {factor:,g}x{to}, which "
+        f"brings the projection to ~{CRAWL_TARGET_STEPS:,} steps; raise it in stages (or find "
+        "it with adaptlr.lr_find) and watch for oscillation, or use an adaptive method (Adam, "
+        "RMSprop) that enlarges the steps in flat directions."
+    )
+    return Diagnosis("crawling", evidence, suggestion, reason)

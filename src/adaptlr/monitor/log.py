@@ -12,6 +12,7 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -110,3 +111,82 @@ def load_log(path: str | os.PathLike[str], types: tuple[str, ...] | None = None)
         if types is None or rec.get("type") in types:
             records.append(rec)
     return records
+
+
+@dataclass
+class Run:
+    """One run of a monitor log, as `split_runs` reads it.
+
+    Attributes:
+        label: ``"run 1"``, ``"run 2"``, ... in the order the runs began.
+        steps: its step records, in step order, one per step.
+        meta: its ``"meta"`` line (empty when the log holds none for it).
+        resumed_at: the steps at which it was resumed from a checkpoint.
+        superseded: step records dropped because a resume went back before them (written
+            after the checkpoint the run was resumed from, by a process that then stopped).
+        diagnoses: its ``"diagnosis"`` lines.
+    """
+
+    label: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    resumed_at: list[int] = field(default_factory=list)
+    superseded: int = 0
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
+    run_id: str | None = None
+
+    @property
+    def span(self) -> str:
+        """``"steps 0-59"`` (or ``"no steps"``)."""
+        if not self.steps:
+            return "no steps"
+        return f"steps {self.steps[0].get('step')}-{self.steps[-1].get('step')}"
+
+
+def split_runs(records: list[dict[str, Any]]) -> list[Run]:
+    """The runs a log holds, each one continued run, never a line that jumps back.
+
+    A monitor writes a ``"meta"`` line when it starts, with its ``run_id``;
+    `Monitor.load_state_dict` writes a ``"resume"`` line with the saved run's id and step. A
+    resume continues that run (its records from the resume step on, if any, are superseded:
+    the run went back to its checkpoint); a step record whose step is not after the current
+    run's last one, with no resume before it, starts a new run (a second run appended to the
+    same log without the monitor's state). Runs without steps are left out.
+    """
+    runs: list[Run] = []
+    current: Run | None = None
+    fresh: dict[str, Any] | None = None  # a meta line whose run has not recorded yet
+
+    def start(meta: dict[str, Any]) -> Run:
+        run = Run(f"run {len(runs) + 1}", meta=meta, run_id=meta.get("run_id"))
+        runs.append(run)
+        return run
+
+    for rec in records:
+        kind = rec.get("type", "step")
+        if kind == "meta":
+            fresh = rec
+        elif kind == "resume":
+            step = rec.get("step")
+            rid = rec.get("run_id")
+            found = next((r for r in reversed(runs) if rid and r.run_id == rid), None)
+            current = found or start({**(fresh or {}), "run_id": rid})
+            fresh = None
+            if isinstance(step, int):
+                kept = [r for r in current.steps if r.get("step", -1) < step]
+                current.superseded += len(current.steps) - len(kept)
+                current.steps = kept
+                current.resumed_at.append(step)
+        elif kind == "step":
+            last = current.steps[-1].get("step") if current and current.steps else None
+            back = last is not None and not rec.get("step", 0) > last
+            if current is None or fresh is not None or back:
+                current = start(fresh or {})
+                fresh = None
+            current.steps.append(rec)
+        elif kind == "diagnosis" and current is not None:
+            current.diagnoses.append(rec)
+    runs = [r for r in runs if r.steps]
+    for i, r in enumerate(runs):
+        r.label = f"run {i + 1}"
+    return runs

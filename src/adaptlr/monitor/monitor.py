@@ -11,6 +11,10 @@ Usage, one added line per step::
         monitor.record(loss)        # before or after step(); the first call decides which
     print(monitor.diagnose())
 
+Across a checkpoint, save ``monitor.state_dict()`` beside the optimizer's and call
+``monitor.load_state_dict(...)`` on the new process's monitor: the step count, the records
+`diagnose` judges and the log's run continue (``docs/monitor.md``).
+
 Cost model. With adaptlr's optimizers the step measures itself (``optimizer.request_stats``,
 :mod:`adaptlr.stats`): on the fast path the fused kernel adds up the squares of the gradient,
 of the update and of the new parameters in its own pass over memory and writes the gradient
@@ -30,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -289,6 +294,7 @@ class Monitor:
         )
         self._prev_native: tuple[int, list[tuple[int, float] | None]] | None = None
 
+        self.run_id = uuid.uuid4().hex  # names this run in the log; a resume keeps it
         self._log = JsonlLog(log) if log is not None else None
         self._tb = None
         if tensorboard is not None:
@@ -306,6 +312,7 @@ class Monitor:
             self._log.write(
                 {
                     "type": "meta",
+                    "run_id": self.run_id,
                     "optimizer": type(optimizer).__name__,
                     "every": self.every,
                     "window": self.window,
@@ -916,6 +923,112 @@ class Monitor:
         if self._log is not None:
             self._log.write({"type": "diagnosis", "step": self._t, **d.to_dict()})
         return d
+
+    # ------------------------------------------------------------------ resume
+    def _positions(self) -> dict[int, int]:
+        """Each parameter's place in the optimizer's groups, laid end to end: what names it
+        across processes (``id`` does not)."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        return {id(p): i for i, p in enumerate(params)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the monitor needs to continue a run exactly after a resume.
+
+        Save it beside the model's and the optimizer's (``adaptlr.checkpoint.save``); it holds
+        only tensors, numbers, strings, lists and dicts, so ``torch.load(weights_only=True)``
+        reads it. It holds the step count, the run's id (the log names the run by it), the
+        recorded steps kept in memory (what `diagnose` judges), a record still waiting for its
+        loss, the loss's place in the loop, and, for optimizers that do not measure their own
+        step, the previous gradient's copy (the next step's cosine), the sampled elements and
+        the sampling generator. adaptlr's optimizers keep the previous step's gradient sample
+        themselves and do not save it, so the first step after a resume records no cosine.
+        """
+        pos = self._positions()
+        prev = self._prev
+        keep_prev = prev is not None and not prev.spent and prev.tensors is not None
+        return {
+            "version": 1,
+            "run_id": self.run_id,
+            "step": self._t,
+            "every": self.every,
+            "history": list(self.history),
+            "awaiting": self._awaiting,
+            "loss_mode": self._loss_mode,
+            "pending_loss": self._pending_loss
+            if isinstance(self._pending_loss, (int, float, torch.Tensor))
+            else None,
+            "warned_loss": self._warned_loss,
+            "prev_step": self._prev_step if keep_prev else -2,
+            "prev_grads": [t.detach().clone() for t in prev.tensors] if keep_prev else [],  # type: ignore[union-attr]
+            "prev_sq": prev.sq.detach().clone() if keep_prev and prev.sq is not None else None,  # type: ignore[union-attr]
+            "prev_params": [pos[k] for k in self._prev_keys if k in pos],
+            "sample_idx": {pos[k]: v.clone() for k, v in self._idx.items() if k in pos},
+            "generator": self._gen.get_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the run saved by `state_dict`: the step count goes on from the saved one,
+        `diagnose` judges the saved records with the new ones, and the log (given to this
+        monitor's constructor; it may be the same file) gets a ``"resume"`` line naming the
+        run and the step, so `split_runs` draws the two parts as one run.
+
+        Raises:
+            TypeError: `state_dict` is not a dict.
+            ValueError: it lacks an entry, or names parameters this optimizer does not have.
+            Nothing is changed when it raises.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        needed = ("version", "run_id", "step", "history", "prev_params", "generator")
+        missing = [k for k in needed if k not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict lacks {missing}: not a Monitor.state_dict()")
+        if state_dict["version"] != 1:
+            raise ValueError(f"state_dict version must be 1, got {state_dict['version']!r}")
+        step = state_dict["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"state_dict['step'] must be an int >= 0, got {step!r}")
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        places = list(state_dict["prev_params"]) + list(state_dict.get("sample_idx", {}))
+        if any(not 0 <= i < len(params) for i in places):
+            raise ValueError(
+                f"state_dict names parameters beyond this optimizer's {len(params)}: it was "
+                "saved with another model or optimizer"
+            )
+        grads = list(state_dict.get("prev_grads") or [])
+        gen = torch.Generator()
+        try:
+            gen.set_state(state_dict["generator"])
+        except (TypeError, RuntimeError) as exc:
+            raise ValueError(f"state_dict['generator'] is not a generator state: {exc}") from None
+        self._t = step
+        self.run_id = str(state_dict["run_id"])
+        self.history.clear()
+        self.history.extend(state_dict["history"])
+        self._awaiting = state_dict.get("awaiting")
+        self._loss_mode = state_dict.get("loss_mode")
+        self._pending_loss = state_dict.get("pending_loss")
+        self._warned_loss = bool(state_dict.get("warned_loss", False))
+        self._prev_keys = tuple(id(params[i]) for i in state_dict["prev_params"])
+        if grads:
+            dev = [params[i].device for i in state_dict["prev_params"]]
+            if len(dev) != len(grads):  # sample mode keeps one gathered copy per parameter
+                dev = [grads[0].device] * len(grads)
+            sq = state_dict.get("prev_sq")
+            self._prev = _Lists([t.to(d) for t, d in zip(grads, dev, strict=True)], True, sq)
+            self._prev_step = int(state_dict.get("prev_step", -2))
+        else:
+            self._prev, self._prev_step = None, -2
+        self._idx = {
+            id(params[i]): v.to(params[i].device)
+            for i, v in state_dict.get("sample_idx", {}).items()
+        }
+        self._gen = gen
+        self._prev_native = None
+        if self._log is not None:
+            self._log.write(
+                {"type": "resume", "run_id": self.run_id, "step": step, "time": time.time()}
+            )
 
     def close(self) -> None:
         """Write any record still waiting for its loss, detach the hooks, close the outputs."""

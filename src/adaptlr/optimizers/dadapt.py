@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from .. import _checks, core
 from ..core import Transform
+from ..core.base import PROCESS_GROUP as PROCESS_GROUP_ALLOWED
 from ..core.distance import POSITIVE
 from ._declare import (
     BETAS,
@@ -110,12 +111,22 @@ LOG_EVERY = Hyper(
 FSDP_IN_USE = Hyper(
     "fsdp_in_use",
     False,
-    _checks.Unsupported(
-        "the package's FSDP1 all-reduce is not reproduced; adaptlr.core's distance parts take "
-        "a process_group instead"
-    ),
-    "the package's switch for sharded parameters",
+    _checks.FLAG,
+    "the package's switch for sharded parameters: True adds the estimate's sums over every "
+    "process, as process_group='world' does (process_group, if given, wins)",
     "bool",
+)
+PROCESS_GROUP = Hyper(
+    "process_group",
+    None,
+    PROCESS_GROUP_ALLOWED,
+    "the processes whose shares of the step size's sums are added up: needed where each "
+    "process holds only part of the parameters as plain tensors (ZeroRedundancyOptimizer, "
+    "FSDP1), then every process must step every time; not under DDP (each process holds every "
+    "parameter) nor FSDP2 (its DTensors are summed whole, and a process group given is not "
+    "applied to them). ZeroRedundancyOptimizer keeps an argument of this name for itself: give "
+    "it optimizer_class=functools.partial(<this class>, process_group=...)",
+    "ProcessGroup | str | None",
 )
 
 
@@ -129,7 +140,33 @@ def _same(v: Any) -> Any:
     return v
 
 
-class DistanceOptimizer(Declared):
+#: group keys that say how this process runs, not how far training is: a state dict keeps
+#: them (a ProcessGroup, which cannot be pickled, as None) and loading one keeps this
+#: optimizer's (a checkpoint saved under ZeRO resumes in one process, and the reverse)
+RUN_KEYS = ("process_group", "fsdp_in_use")
+
+
+class SumsAcrossProcesses(Declared):
+    """A named optimizer with a ``process_group`` (adding its sums across processes)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        for g in sd["param_groups"]:
+            if not isinstance(g.get("process_group"), (str, type(None))):
+                g["process_group"] = None
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if isinstance(groups, list) and len(groups) == len(self.param_groups):
+            # (a copy: the caller's dict is left as it was; anything else, checked as it is)
+            mine = [{k: g[k] for k in RUN_KEYS if k in g} for g in self.param_groups]
+            groups = [{**g, **m} if isinstance(g, dict) else g for g, m in zip(groups, mine)]
+            state_dict = {**state_dict, "param_groups": groups}
+        super().load_state_dict(state_dict)
+
+
+class DistanceOptimizer(SumsAcrossProcesses):
     """What D-Adaptation's and Prodigy's named optimizers share: one estimate d for all
     param groups, so the hyperparameters that make it (:attr:`same_in_every_group`) must be
     equal in every group, and ``lr`` too, except that a group with lr 0 is frozen
@@ -189,6 +226,14 @@ class DistanceOptimizer(Declared):
         return super().step(closure)
 
 
+def process_group(h: Hyperparameters) -> Any:
+    """The group's process group for its part: ``fsdp_in_use=True`` is ``"world"`` unless
+    ``process_group`` names one."""
+    if h.process_group is not None:
+        return h.process_group
+    return "world" if h.get("fsdp_in_use", False) else None
+
+
 def _coupled(h: Hyperparameters) -> tuple[core.Part, ...]:
     """λθ added to the gradient before the estimate, unless decoupled."""
     coupled = h.weight_decay and not h.get("decouple", False)
@@ -225,8 +270,10 @@ class DAdaptAdam(DistanceOptimizer):
     0 is frozen. Differences from the package, all outside its documented use: a frozen
     group does not move at all (the package still applies its last ``exp_avg`` and its
     decoupled decay); a step whose gradients are all zero before any other leaves d as it
-    is but still counts as a step; ``fsdp_in_use=True`` is refused; ``log_every`` logs
-    nothing.
+    is but still counts as a step; ``log_every`` logs nothing. Where each process holds part
+    of the parameters as plain tensors (ZeRO, FSDP1), ``process_group`` (or the package's
+    ``fsdp_in_use=True``: every process) adds the sums across processes; not needed under DDP
+    nor FSDP2, whose DTensors are summed whole.
 
     The chain: ``[add_decayed_weights], dadapt_adam``.
 
@@ -242,11 +289,14 @@ class DAdaptAdam(DistanceOptimizer):
 
     hyperparameters = (
         LR_FREE, BETAS, EPS_POSITIVE, WEIGHT_DECAY, LOG_EVERY, DECOUPLE, USE_BIAS_CORRECTION,
-        D0, GROWTH_RATE, FSDP_IN_USE,
+        D0, GROWTH_RATE, FSDP_IN_USE, "*", PROCESS_GROUP,
     )  # fmt: skip
     fixed = {"layer_scale": 1.0}
     group_keys = {"layer_scale": _checks.NONNEGATIVE}
-    same_in_every_group = ("betas", "d0", "growth_rate", "use_bias_correction", "decouple")
+    same_in_every_group = (
+        "betas", "d0", "growth_rate", "use_bias_correction", "decouple", "fsdp_in_use",
+        "process_group",
+    )  # fmt: skip
 
     @staticmethod
     def _chain(h: Hyperparameters) -> Transform:
@@ -254,7 +304,7 @@ class DAdaptAdam(DistanceOptimizer):
         part = core.dadapt_adam(
             lr=h.lr, b1=b1, b2=b2, eps=h.eps, weight_decay=_decoupled(h),
             use_bias_correction=h.use_bias_correction, d0=h.d0, growth_rate=growth(h),
-            layer_scale=h.layer_scale,
+            layer_scale=h.layer_scale, process_group=process_group(h),
         )  # fmt: skip
         return core.chain(*_coupled(h), part)
 
@@ -283,7 +333,8 @@ class DAdaptSGD(DistanceOptimizer):
     too except that a group with lr 0 keeps its s (it moves only by momentum towards its z,
     as the package's). Differences, outside the package's documented use: an all-zero first
     gradient, on which the package divides by zero, leaves d as it is and ‖g_0‖ is taken
-    at the first nonzero one; ``fsdp_in_use=True`` is refused; ``log_every`` logs nothing.
+    at the first nonzero one; ``log_every`` logs nothing. ``process_group`` (or
+    ``fsdp_in_use=True``) as :class:`DAdaptAdam`'s.
 
     The chain: ``dadapt_sgd`` (it needs the gradient both with and without the decay).
 
@@ -298,9 +349,12 @@ class DAdaptSGD(DistanceOptimizer):
     """
 
     hyperparameters = (
-        LR_FREE, MOMENTUM(0.0), WEIGHT_DECAY, LOG_EVERY, D0, GROWTH_RATE, FSDP_IN_USE,
+        LR_FREE, MOMENTUM(0.0), WEIGHT_DECAY, LOG_EVERY, D0, GROWTH_RATE, FSDP_IN_USE, "*",
+        PROCESS_GROUP,
     )  # fmt: skip
-    same_in_every_group = ("momentum", "weight_decay", "d0", "growth_rate")
+    same_in_every_group = (
+        "momentum", "weight_decay", "d0", "growth_rate", "fsdp_in_use", "process_group",
+    )  # fmt: skip
 
     @staticmethod
     def _chain(h: Hyperparameters) -> Transform:
@@ -311,6 +365,7 @@ class DAdaptSGD(DistanceOptimizer):
                 weight_decay=h.weight_decay,
                 d0=h.d0,
                 growth_rate=growth(h),
+                process_group=process_group(h),
             )  # fmt: skip
         )
 
@@ -337,7 +392,8 @@ class DAdaptAdaGrad(DistanceOptimizer):
     As in the package (which reads them from the first group), ``lr``, ``momentum``,
     ``d0`` and ``growth_rate`` must be the same in every group; ``eps`` and
     ``weight_decay`` may differ. Sparse gradients are refused (adaptlr's steps are dense);
-    ``log_every`` logs nothing.
+    ``log_every`` logs nothing. ``process_group`` (the package has no ``fsdp_in_use``) as
+    :class:`DAdaptAdam`'s.
 
     The chain: ``[add_decayed_weights], dadapt_adagrad``.
 
@@ -353,16 +409,17 @@ class DAdaptAdaGrad(DistanceOptimizer):
 
     hyperparameters = (
         LR_FREE, MOMENTUM(0), LOG_EVERY, WEIGHT_DECAY(0.0), dataclasses.replace(
-            EPS_POSITIVE, default=1e-6), D0, GROWTH_RATE,
+            EPS_POSITIVE, default=1e-6), D0, GROWTH_RATE, "*", PROCESS_GROUP,
     )  # fmt: skip
-    same_in_every_group = ("momentum", "d0", "growth_rate")
+    same_in_every_group = ("momentum", "d0", "growth_rate", "process_group")
     lr_zero_freezes = False
 
     @staticmethod
     def _chain(h: Hyperparameters) -> Transform:
         part = core.dadapt_adagrad(
-            lr=h.lr, momentum=h.momentum, eps=h.eps, d0=h.d0, growth_rate=growth(h)
-        )
+            lr=h.lr, momentum=h.momentum, eps=h.eps, d0=h.d0, growth_rate=growth(h),
+            process_group=process_group(h),
+        )  # fmt: skip
         return core.chain(*_coupled(h), part)
 
     torch_class = None

@@ -7,7 +7,8 @@ import dataclasses
 from .. import _checks, core
 from ..core import Transform
 from ..core.dog import INIT_ETA as INIT_ETA_ALLOWED
-from ._declare import EPS, LR, WEIGHT_DECAY, Declared, Hyper, Hyperparameters, Rule
+from ._declare import EPS, LR, WEIGHT_DECAY, Hyper, Hyperparameters, Rule
+from .dadapt import PROCESS_GROUP, SumsAcrossProcesses
 
 REPS_REL = Hyper(
     "reps_rel",
@@ -44,7 +45,7 @@ INIT_ETA = Hyper(
 )
 
 
-class DoG(Declared):
+class DoG(SumsAcrossProcesses):
     r"""DoG, "distance over gradients" (Ivgi, Hinder & Carmon, 2023), with the arguments,
     defaults and results of the authors' ``dog-optimizer`` 1.0.3 package.
 
@@ -71,6 +72,12 @@ class DoG(Declared):
     weight decay; each group starts on its own first step (the package's first step is the
     optimizer's, so a group added later fails there).
 
+    Where each process holds only part of a group's parameters as plain tensors
+    (``ZeroRedundancyOptimizer``), ``process_group`` adds the group's sums (G, the distance,
+    ‖x_0‖) across processes; under DDP (each process holds every parameter) and FSDP2
+    (DTensors, summed whole) it is not needed. (:class:`LDoG`'s sums are per tensor, whole on
+    each process under ZeRO: it accepts ``process_group`` and has nothing to add.)
+
     The chain: ``[add_decayed_weights], dog`` (:class:`adaptlr.core.dog`, which also puts
     DoG's step size around any other direction). ``effective_lr()`` reports η_t everywhere.
 
@@ -84,7 +91,7 @@ class DoG(Declared):
         tensor([2.6400, 3.5200])
     """
 
-    hyperparameters = (REPS_REL, DOG_LR, DOG_WEIGHT_DECAY, DOG_EPS, INIT_ETA)
+    hyperparameters = (REPS_REL, DOG_LR, DOG_WEIGHT_DECAY, DOG_EPS, INIT_ETA, "*", PROCESS_GROUP)
     rules = (
         Rule(
             lambda h: h.init_eta is not None or h.reps_rel > 0,
@@ -103,6 +110,7 @@ class DoG(Declared):
             eps=h.eps,
             init_eta=h.init_eta,
             layerwise=cls.layerwise,
+            process_group=h.process_group,
         )
         # L2 decay before DoG, so that G sums the squares of the decayed gradient
         decay = (core.add_decayed_weights(h.weight_decay),) if h.weight_decay else ()

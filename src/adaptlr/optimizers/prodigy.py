@@ -14,12 +14,14 @@ from .dadapt import (
     GROWTH_RATE,
     LR_FREE,
     POSITIVE,
+    PROCESS_GROUP,
     USE_BIAS_CORRECTION,
     DistanceOptimizer,
     Exactly,
     _coupled,
     _decoupled,
     growth,
+    process_group,
 )  # fmt: skip
 
 BETA3 = Hyper(
@@ -99,9 +101,15 @@ class Prodigy(DistanceOptimizer):
     ``weight_decay``, ``eps`` and ``safeguard_warmup`` may differ. Differences, all outside
     the package's documented use: a frozen group does not move at all (the package still
     moves it by its last ``exp_avg`` and its decoupled decay); a step whose gradients are
-    all zero before any other leaves d as it is but still counts; ``slice_p`` must be 1 and
-    ``fsdp_in_use`` False; ``p0`` and ``s`` are shaped like the parameter (the package
-    keeps them flat, and ``p0`` as a 0-d zero for an all-zero parameter).
+    all zero before any other leaves d as it is but still counts; ``slice_p`` must be 1;
+    ``p0`` and ``s`` are shaped like the parameter (the package keeps them flat, and ``p0``
+    as a 0-d zero for an all-zero parameter).
+
+    Where each process holds only part of the parameters as plain tensors
+    (``ZeroRedundancyOptimizer``, FSDP1), ``process_group`` (or the package's
+    ``fsdp_in_use=True``, which means every process) adds the sums across processes; under
+    DDP (each process holds every parameter) and FSDP2 (DTensors, summed whole) it is not
+    needed.
 
     The chain: ``[add_decayed_weights], prodigy``.
 
@@ -120,10 +128,11 @@ class Prodigy(DistanceOptimizer):
     hyperparameters = (
         LR_FREE, BETAS, BETA3, EPS_POSITIVE, WEIGHT_DECAY, DECOUPLE(True), USE_BIAS_CORRECTION,
         SAFEGUARD_WARMUP, D0, D_COEF, GROWTH_RATE, FSDP_IN_USE, SLICE_P, "*", PAPER,
+        PROCESS_GROUP,
     )  # fmt: skip
     same_in_every_group = (
         "betas", "beta3", "d0", "d_coef", "growth_rate", "use_bias_correction", "decouple",
-        "paper",
+        "paper", "fsdp_in_use", "process_group",
     )  # fmt: skip
     reference = "prodigyopt"
 
@@ -134,7 +143,7 @@ class Prodigy(DistanceOptimizer):
             lr=h.lr, b1=b1, b2=b2, beta3=h.beta3, eps=h.eps, weight_decay=_decoupled(h),
             use_bias_correction=h.use_bias_correction, safeguard_warmup=h.safeguard_warmup,
             d0=h.d0, d_coef=h.d_coef, growth_rate=growth(h), first_moment=bool(b1),
-            paper=h.paper,
+            paper=h.paper, process_group=process_group(h),
         )  # fmt: skip
         return core.chain(*_coupled(h), part)
 
