@@ -101,3 +101,19 @@ def test_import_cost_over_torch() -> None:
     best = min(float(_python(code)) for _ in range(3))
     sys.stderr.write(f"\nimport adaptlr after import torch: {best * 1000:.0f} ms CPU\n")
     assert best < IMPORT_BUDGET_S, f"import adaptlr took {best:.3f} s of CPU after import torch"
+
+
+def test_the_package_says_what_it_is() -> None:
+    """The metadata pip shows (classifiers, the typing marker) and ``adaptlr --version``'s
+    number, the one the package reports."""
+    from importlib import metadata, resources
+
+    import adaptlr
+
+    meta = metadata.metadata("adaptlr")
+    assert meta["Version"] == adaptlr.__version__
+    classifiers = meta.get_all("Classifier") or []
+    assert (
+        "Typing :: Typed" in classifiers and "License :: OSI Approved :: MIT License" in classifiers
+    )
+    assert (resources.files("adaptlr") / "py.typed").is_file()
