@@ -12,13 +12,18 @@ Measures in one run, on one machine:
 - the peak extra memory of one step (48M parameters; CPU: a child process per implementation,
   peak RSS with glibc's mmap threshold fixed so that freed blocks are returned; CUDA:
   ``max_memory_allocated``);
-- the first step's compile time in a fresh kernel cache and in a second process.
+- the first step's compile time in a fresh kernel cache and in a second process;
+- the learning-rate-free optimizers (Prodigy, D-Adaptation, DoG, Schedule-Free) against their
+  floors (the bytes of every pass: the reductions before the update, and the update) and
+  against their reference packages' own steps, in a table of their own per shape.
 
 Usage::
 
     python benchmarks/step_speed.py                 # CPU, writes docs/benchmarks.md
     python benchmarks/step_speed.py --device cuda --big 1e9 --out docs/benchmarks-cuda.md
     python benchmarks/step_speed.py --quick         # small sizes, a smoke test
+    python benchmarks/step_speed.py --lr-free       # those tables only: docs/benchmarks-lr-free.md
+    python benchmarks/step_speed.py --lr-free --only DoG,Prodigy --out /tmp/lr.md
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class Algo:
     torch_cls: type | None
     cfg: dict[str, Any]
     torch_fused: bool = False  # torch has fused=True for it on this device
+    #: a learning-rate-free optimizer's reference package and class ("module:Class"), whose
+    #: own step is timed beside adaptlr's where the package is installed
+    reference: str | None = None
 
 
 def user_chain() -> core.Transform:
@@ -91,18 +99,76 @@ def algorithms(device: str) -> list[Algo]:
     ]
 
 
+def lr_free_algorithms() -> list[Algo]:
+    """The learning-rate-free optimizers, each with its package's defaults (lr 1.0 where the
+    package's default is 1.0: Prodigy, D-Adaptation, DoG, SGDScheduleFree; 0.0025 for the
+    other Schedule-Free ones), against that package's own step."""
+    return [
+        Algo("Prodigy", adaptlr.Prodigy, None, {"lr": 1.0}, reference="prodigyopt:Prodigy"),
+        Algo(
+            "DAdaptAdam", adaptlr.DAdaptAdam, None, {"lr": 1.0},
+            reference="dadaptation:DAdaptAdam",
+        ),
+        Algo("DAdaptSGD", adaptlr.DAdaptSGD, None, {"lr": 1.0}, reference="dadaptation:DAdaptSGD"),
+        Algo(
+            "DAdaptAdaGrad", adaptlr.DAdaptAdaGrad, None, {"lr": 1.0},
+            reference="dadaptation:DAdaptAdaGrad",
+        ),
+        Algo("DoG", adaptlr.DoG, None, {"lr": 1.0}, reference="dog:DoG"),
+        Algo("LDoG", adaptlr.LDoG, None, {"lr": 1.0}, reference="dog:LDoG"),
+        Algo(
+            "AdamWScheduleFree", adaptlr.AdamWScheduleFree, None, {"lr": 0.0025},
+            reference="schedulefree:AdamWScheduleFree",
+        ),
+        Algo(
+            "SGDScheduleFree", adaptlr.SGDScheduleFree, None, {"lr": 1.0},
+            reference="schedulefree:SGDScheduleFree",
+        ),
+        Algo(
+            "RAdamScheduleFree", adaptlr.RAdamScheduleFree, None, {"lr": 0.0025},
+            reference="schedulefree:RAdamScheduleFree",
+        ),
+    ]  # fmt: skip
+
+
+def reference_class(algo: Algo) -> type | None:
+    """The reference package's optimizer class, or ``None`` where the package is missing."""
+    if algo.reference is None:
+        return None
+    module, name = algo.reference.split(":")
+    try:
+        return getattr(__import__(module), name)
+    except ImportError:
+        return None
+
+
 def _user(params: Any, **kw: Any) -> torch.optim.Optimizer:
     return adaptlr.Optimizer(params, user_chain(), **kw)
 
 
 def floor_bytes(algo: Algo, itemsize: int) -> int:
-    """Bytes per parameter the algorithm must move: what the traced program loads and stores."""
+    """Bytes per parameter the algorithm must move: what the traced program's passes load and
+    store. Each reduction (a pass before the update, for a global norm or a part's sums)
+    loads what its terms read; the update pass loads what the new parameter and buffers read
+    and stores the parameter and every buffer it changes."""
     opt = algo.ours([torch.zeros(1, requires_grad=True)], **algo.cfg)
     t = opt.transform_for(opt.param_groups[0])
     prog = program_for(t)
     roots = [prog.new_param, *prog.stores.values()]
-    loads = prog.loads(*roots)
-    return (len(loads) + 1 + len(prog.stores)) * itemsize
+    moved = len(prog.loads(*roots)) + 1 + len(prog.stores)
+    moved += sum(len(prog.loads(*red.terms)) for red in prog.reductions)
+    return moved * itemsize
+
+
+def passes(algo: Algo) -> str:
+    """The passes of the algorithm's fused step, as the floor counts them: per pass the
+    float32 words per parameter it loads (+ stores)."""
+    opt = algo.ours([torch.zeros(1, requires_grad=True)], **algo.cfg)
+    prog = program_for(opt.transform_for(opt.param_groups[0]))
+    words = [str(len(prog.loads(*red.terms))) for red in prog.reductions]
+    roots = [prog.new_param, *prog.stores.values()]
+    words.append(f"{len(prog.loads(*roots))}+{1 + len(prog.stores)}")
+    return ", ".join(words)
 
 
 # -- measurement ---------------------------------------------------------------------------
@@ -166,10 +232,23 @@ def make_params(
     return ps
 
 
+REFERENCE = "reference package"
+
+
+def _in_train_mode(opt: Any) -> Any:
+    """Schedule-Free's optimizers step in train mode only (the packages start in eval)."""
+    if hasattr(opt, "train"):
+        opt.train()
+    return opt
+
+
 def implementations(algo: Algo) -> list[tuple[str, Callable[[list], Any]]]:
     impls: list[tuple[str, Callable[[list], Any]]] = [
-        ("adaptlr", lambda ps: algo.ours(ps, **algo.cfg))
+        ("adaptlr", lambda ps: _in_train_mode(algo.ours(ps, **algo.cfg)))
     ]
+    ref = reference_class(algo)
+    if ref is not None:
+        impls.append((REFERENCE, lambda ps: _in_train_mode(ref(ps, **algo.cfg))))
     if algo.torch_cls is not None:
         cls = algo.torch_cls
         impls.append(("torch for-loop", lambda ps: cls(ps, **algo.cfg, foreach=False)))
@@ -208,9 +287,12 @@ def time_interleaved(
     tens of percent within seconds: timing the implementations one after another, each for a
     few steps, moved the Adam ratio from 1.01 to 1.16 between two runs, and a bandwidth probed
     once before the table put adaptlr at 0.58 of its floor; steps taken side by side in rounds
-    share the noise.
+    share the noise. An implementation whose step takes over half a second (a reference
+    package's for-loop over 48M parameters can take seconds) steps in every k-th round only,
+    at least 5 times; its ratio is over the rounds it stepped in.
     """
     opts: dict[str, Any] = {}
+    every: dict[str, int] = {}
     if floor_bytes:
         probe = torch.randn(floor_bytes // 8)
         opts[FLOOR] = type("Probe", (), {"step": lambda self: probe.mul_(1.0000001)})()
@@ -218,29 +300,40 @@ def time_interleaved(
         try:
             opts[impl] = make(make_params(total, count, "cpu", channels_last))
             for _ in range(2):  # warm-up: state allocated, kernels compiled
+                t0 = time.perf_counter()
                 opts[impl].step()
+            slow = time.perf_counter() - t0 > 0.5
+            every[impl] = max(1, reps // 5) if slow else 1
         except Exception as exc:  # e.g. a torch implementation refused
             print(f"  {impl}: {type(exc).__name__}: {exc}", file=sys.stderr)
             opts.pop(impl, None)
-    times: dict[str, list[float]] = {k: [] for k in opts}
+    # per implementation, its milliseconds by round (the rounds it stepped in)
+    times: dict[str, dict[int, float]] = {k: {} for k in opts}
     names = list(opts)
     for r in range(reps):
         # the order rotates: no implementation always runs right after the same other one
         for impl in names[r % len(names) :] + names[: r % len(names)]:
+            if r % every.get(impl, 1):
+                continue
             t0 = time.perf_counter()
             opts[impl].step()
-            times[impl].append((time.perf_counter() - t0) * 1e3)
-    med: dict[str, float | None] = {k: statistics.median(v) for k, v in times.items()}
+            times[impl][r] = (time.perf_counter() - t0) * 1e3
+    med: dict[str, float | None] = {k: statistics.median(v.values()) for k, v in times.items()}
     for impl, _ in impls:
         med.setdefault(impl, None)
     ratios: dict[str, float] = {}
     ours = times.get("adaptlr")
     theirs = [k for k in times if k not in ("adaptlr", FLOOR)]
+
+    def paired(other: dict[int, float]) -> float:
+        assert ours is not None
+        return statistics.median(ours[r] / other[r] for r in other if r in ours)
+
     if ours and theirs:
         fastest = min(theirs, key=lambda k: med[k] or float("inf"))
-        ratios["fastest"] = statistics.median(a / b for a, b in zip(ours, times[fastest]))
+        ratios["fastest"] = paired(times[fastest])
     if ours and FLOOR in times:
-        ratios["floor"] = statistics.median(a / b for a, b in zip(ours, times[FLOOR]))
+        ratios["floor"] = paired(times[FLOOR])
     return med, ratios
 
 
@@ -326,24 +419,157 @@ def compile_times(device: str) -> tuple[float, float] | None:
 
 
 # -- the report ----------------------------------------------------------------------------
+TORCH_HEAD = [
+    "| algorithm | floor ms | adaptlr ms | torch for-loop | torch foreach | torch fused "
+    "| adaptlr / floor | adaptlr / torch's fastest |",
+    "|---|---|---|---|---|---|---|---|",
+]
+LR_FREE_HEAD = [
+    "| algorithm | passes: words per parameter | floor ms | adaptlr ms | reference package ms "
+    "| adaptlr / floor | adaptlr / reference |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def measure(
+    algo: Algo, count: int, per: int, reps: int, bw: float, device: str, channels_last: bool
+) -> tuple[float, dict[str, float | None], dict[str, float]]:
+    """One algorithm on one shape: its floor (ms), each implementation's median ms, and
+    adaptlr's ratios to the floor (``"floor"``) and to the fastest other (``"fastest"``)."""
+    nbytes = floor_bytes(algo, 4) * count * per
+    floor_ms = nbytes / bw * 1e3
+    res: dict[str, float | None] = {}
+    paired: dict[str, float] = {}
+    if device == "cpu":
+        # a large floor is timed in the rounds; a small one (a few µs) from bandwidth
+        probe = nbytes if nbytes >= 1e8 else 0
+        res, paired = time_interleaved(
+            implementations(algo), count * per, count, reps, probe, channels_last
+        )
+        floor_ms = res.pop(FLOOR, None) or floor_ms
+    else:  # CUDA events time the device alone; one implementation's memory at a time
+        for impl, make in implementations(algo):
+            ps = make_params(count * per, count, device, channels_last)
+            try:
+                res[impl] = time_step(make, ps, device, reps)
+            except Exception as exc:  # e.g. a torch implementation refused
+                print(f"  {algo.name} {impl}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                res[impl] = None
+            del ps
+    ours = res.get("adaptlr")
+    theirs = [v for k, v in res.items() if k != "adaptlr" and v is not None]
+    fastest = min(theirs) if theirs else None
+    if ours is not None and fastest is not None:
+        paired.setdefault("fastest", ours / fastest)
+    if ours is not None:
+        paired.setdefault("floor", ours / floor_ms)
+    return floor_ms, res, paired
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def _ratio(paired: dict[str, float], key: str) -> str:
+    return f"{paired[key]:.2f}" if key in paired else "—"
+
+
+def pass_table(algos: list[Algo], total: int, count: int, reps: int) -> list[str]:
+    """CPU: where each learning-rate-free optimizer's fused step spends its time, pass by pass
+    (each kernel launch timed), against the pass's share of the floor (the in-place probe
+    moving the whole step's bytes, timed in the same round, times the pass's share of the
+    bytes); and for each reduction pass, torch's own ``sum`` reading the same bytes (a
+    read-only pass on this machine is slower per byte than the in-place probe)."""
+    from adaptlr.kernels import launch, step
+
+    lines = [
+        f"### Pass by pass: {count:,} tensors x {total // count:,}, learning-rate-free optimizers",
+        "",
+        "| algorithm | pass | words per parameter | ms | floor share ms | ms / floor share "
+        "| torch sum of the same bytes ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    real = launch.run_kernel
+    spent: dict[str, float] = {}
+
+    def timed(*a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return real(*a, **k)
+        finally:
+            spent[a[6]] = spent.get(a[6], 0.0) + (time.perf_counter() - t0) * 1e3
+
+    step.launch.run_kernel = timed  # type: ignore[assignment]
+    try:
+        for algo in algos:
+            opt = implementations(algo)[0][1](make_params(total, count, "cpu"))
+            prog = program_for(opt.transform_for(opt.param_groups[0]))
+            words = {f"reduce{k}": len(prog.loads(*r.terms)) for k, r in enumerate(prog.reductions)}
+            roots = [prog.new_param, *prog.stores.values()]
+            words["step"] = len(prog.loads(*roots)) + 1 + len(prog.stores)
+            probe = torch.randn(floor_bytes(algo, 4) * total // 8)
+            sums = {k: torch.randn(w * total) for k, w in words.items() if k != "step"}
+            for _ in range(2):
+                opt.step()
+            kernel: dict[str, list[float]] = {k: [] for k in words}
+            share: dict[str, list[float]] = {k: [] for k in words}
+            read: dict[str, list[float]] = {k: [] for k in sums}
+            for _ in range(reps):
+                spent.clear()
+                opt.step()
+                t0 = time.perf_counter()
+                probe.mul_(1.0000001)
+                floor_ms = (time.perf_counter() - t0) * 1e3
+                for k, w in words.items():
+                    kernel[k].append(spent.get(k, 0.0))
+                    share[k].append(floor_ms * w / sum(words.values()))
+                for k, x in sums.items():
+                    t0 = time.perf_counter()
+                    x.sum()
+                    read[k].append((time.perf_counter() - t0) * 1e3)
+            for k, w in words.items():
+                ms, fl = statistics.median(kernel[k]), statistics.median(share[k])
+                ratio = statistics.median(a / b for a, b in zip(kernel[k], share[k]))
+                ro = f"{statistics.median(read[k]):.1f}" if k in read else "—"
+                what = "update" if k == "step" else f"reduction ({k})"
+                cells = [algo.name, what, str(w), f"{ms:.1f}", f"{fl:.1f}", f"{ratio:.2f}", ro]
+                lines.append("| " + " | ".join(cells) + " |")
+                print(lines[-1], flush=True)
+            del opt, probe, sums
+    finally:
+        step.launch.run_kernel = real  # type: ignore[assignment]
+    return lines + [""]
+
+
 def run(args: argparse.Namespace) -> str:
     device = args.device
     big = int(float(args.big))
+    # (gpu_check.py builds its own Namespace, without the newer options)
+    args.lr_free = getattr(args, "lr_free", False)
+    args.counts = getattr(args, "counts", "")
+    args.passes = getattr(args, "passes", False)
     shapes = [(big, 96, False), (10_000_000, 10_000, False), (2_000, 200, False)]
     if args.quick:
         shapes = [(960_000, 96, False), (100_000, 1_000, False), (2_000, 200, False)]
-    shapes.append((shapes[0][0], 96, True))
+    if not args.lr_free:
+        shapes.append((shapes[0][0], 96, True))
+    if args.counts:
+        counts = [int(c) for c in args.counts.split(",")]
+        shapes = [s for s in shapes if s[1] in counts]
     bw = bandwidth(device, min(big, 1 << 27) if device == "cuda" else 1 << 26)
-    algos = algorithms(device)
+    algos = [] if args.lr_free else algorithms(device)
+    lr_free = lr_free_algorithms()
     if args.only:
-        algos = [a for a in algos if a.name in args.only.split(",")]
+        names = args.only.split(",")
+        algos = [a for a in algos if a.name in names]
+        lr_free = [a for a in lr_free if a.name in names]
     lines = [
         f"Device: {describe(device)}; torch {torch.__version__}; "
         f"streaming bandwidth {bw / 1e9:.1f} GB/s (bytes read + written); "
         f"load average at the start {load()}.",
         "",
     ]
-    comp = compile_times(device) if not args.quick else None
+    comp = compile_times(device) if not (args.quick or args.lr_free) else None
     if comp:
         lines.append(
             f"First Adam step, fresh kernel cache: {comp[0]:.2f} s; the same step in a second "
@@ -363,64 +589,44 @@ def run(args: argparse.Namespace) -> str:
                 f"### {count:,} convolution weights of shape {conv_shape(per)} in channels_last"
                 f" = {count * per / 1e6:g}M fp32 parameters (Adam)"
             )
-        lines += [
-            title,
-            "",
-            "| algorithm | floor ms | adaptlr ms | torch for-loop | torch foreach | torch fused "
-            "| adaptlr / floor | adaptlr / torch's fastest |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for algo in algos:
-            if channels_last and algo.name != "Adam":
+        tables = [(algos, TORCH_HEAD, title)]
+        if not channels_last:
+            tables.append((lr_free, LR_FREE_HEAD, title + ", learning-rate-free optimizers"))
+        for table_algos, head, heading in tables:
+            if channels_last:
+                table_algos = [a for a in table_algos if a.name == "Adam"]
+            if not table_algos:
                 continue
-            if past_deadline():
-                lines.append("| (deadline reached: remaining rows not measured) |")
-                break
-            nbytes = floor_bytes(algo, 4) * count * per
-            floor_ms = nbytes / bw * 1e3
-            res: dict[str, float | None] = {}
-            paired: dict[str, float] = {}
-            if device == "cpu":
-                # a large floor is timed in the rounds; a small one (a few µs) from bandwidth
-                probe = nbytes if nbytes >= 1e8 else 0
-                res, paired = time_interleaved(
-                    implementations(algo), count * per, count, reps, probe, channels_last
-                )
-                floor_ms = res.pop(FLOOR, None) or floor_ms
-            else:  # CUDA events time the device alone; one implementation's memory at a time
-                for impl, make in implementations(algo):
-                    ps = make_params(count * per, count, device, channels_last)
-                    try:
-                        res[impl] = time_step(make, ps, device, reps)
-                    except Exception as exc:  # e.g. a torch implementation refused
-                        print(f"  {algo.name} {impl}: {type(exc).__name__}: {exc}", file=sys.stderr)
-                        res[impl] = None
-                    del ps
-            ours = res.get("adaptlr")
-            theirs = [v for k, v in res.items() if k != "adaptlr" and v is not None]
-            fastest = min(theirs) if theirs else None
-            if ours is not None and fastest is not None:
-                paired.setdefault("fastest", ours / fastest)
-            if ours is not None:
-                paired.setdefault("floor", ours / floor_ms)
-
-            def fmt(v: float | None) -> str:
-                return "—" if v is None else f"{v:.2f}"
-
-            row = [
-                algo.name,
-                f"{floor_ms:.3g}",
-                fmt(ours),
-                fmt(res.get("torch for-loop")),
-                fmt(res.get("torch foreach")),
-                fmt(res.get("torch fused")),
-                f"{paired['floor']:.2f}" if "floor" in paired else "—",
-                f"{paired['fastest']:.2f}" if "fastest" in paired else "—",
-            ]
-            lines.append("| " + " | ".join(row) + " |")
-            print(lines[-1], flush=True)
-        lines.append("")
-    if not args.quick and not args.no_memory:
+            lines += [heading, "", *head]
+            for algo in table_algos:
+                if past_deadline():
+                    lines.append("| (deadline reached: remaining rows not measured) |")
+                    break
+                floor_ms, res, paired = measure(algo, count, per, reps, bw, device, channels_last)
+                if head is TORCH_HEAD:
+                    cells = [
+                        f"{floor_ms:.3g}",
+                        _fmt(res.get("adaptlr")),
+                        *(_fmt(res.get(k)) for k in ("torch for-loop", "torch foreach")),
+                        _fmt(res.get("torch fused")),
+                        _ratio(paired, "floor"),
+                        _ratio(paired, "fastest"),
+                    ]
+                else:
+                    cells = [
+                        passes(algo),
+                        f"{floor_ms:.3g}",
+                        _fmt(res.get("adaptlr")),
+                        _fmt(res.get(REFERENCE)),
+                        _ratio(paired, "floor"),
+                        _ratio(paired, "fastest"),
+                    ]
+                lines.append("| " + " | ".join([algo.name, *cells]) + " |")
+                print(lines[-1], flush=True)
+            lines.append("")
+    if args.passes and device == "cpu":
+        lines += pass_table(lr_free, shapes[0][0], shapes[0][1], 12)
+    if not args.quick and not args.no_memory and not args.lr_free:
         lines += mem_table(algos, big, device)
     lines.append(f"Load average at the end: {load()}.")
     return "\n".join(lines) + "\n"
@@ -490,6 +696,18 @@ events, medians). The last table times Adam alone on convolution weights laid ou
 channels_last (dense, not contiguous), with gradients laid out alike, as autograd makes them.
 """
 
+LR_FREE_NOTES = """\
+The learning-rate-free optimizers (adaptlr's parts with sums or shared scalars), each with its
+reference package's defaults, against that package's own step (*reference package*: prodigyopt,
+dadaptation, dog, schedulefree; "—" where it is not installed; Schedule-Free's optimizers are
+put in train mode first). Where a part needs sums over many elements (Prodigy's and
+D-Adaptation's ⟨g, x₀ − x⟩ and ‖s‖₁, DoG's Σ‖g‖² and ‖x − x₀‖), the fused step makes a
+reduction pass over the group's elements before the update pass, and reads its totals back once.
+*passes* lists, per pass, the float32 words per parameter it moves, counted from the traced
+program: each reduction's loads, then the update's loads + stores. The *floor* moves the
+bytes of every pass. *adaptlr / reference* below 1 means adaptlr is faster.
+"""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -498,16 +716,33 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--only", default="", help="comma-separated algorithm names")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument(
+        "--passes",
+        action="store_true",
+        help="CPU: also time the learning-rate-free optimizers' passes one by one (first shape)",
+    )
+    ap.add_argument(
+        "--counts", default="", help="comma-separated tensor counts of the shapes to measure"
+    )
+    ap.add_argument(
+        "--lr-free",
+        action="store_true",
+        help="the learning-rate-free optimizers' tables only (default out "
+        "docs/benchmarks-lr-free.md)",
+    )
     ap.add_argument("--out", default=None, help="markdown file (default docs/benchmarks.md)")
     args = ap.parse_args()
     table = run(args)
     cmd = "python benchmarks/step_speed.py " + " ".join(sys.argv[1:])
-    out = Path(args.out) if args.out else (None if args.quick else ROOT / "docs/benchmarks.md")
+    default = "docs/benchmarks-lr-free.md" if args.lr_free else "docs/benchmarks.md"
+    out = Path(args.out) if args.out else (None if args.quick else ROOT / default)
     if out is not None:
+        title = "Step speed of the learning-rate-free optimizers" if args.lr_free else "Step speed"
+        notes = LR_FREE_NOTES if args.lr_free else NOTES + "\n" + LR_FREE_NOTES
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(
-            "# Step speed\n\nMeasured with `" + cmd.strip() + "` (one run, side by side; "
-            "times are medians).\n\n" + NOTES + "\n" + table
+            f"# {title}\n\nMeasured with `" + cmd.strip() + "` (one run, side by side; "
+            "times are medians).\n\n" + notes + "\n" + table
         )
         print(f"wrote {out}")
     else:

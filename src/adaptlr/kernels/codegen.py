@@ -116,13 +116,23 @@ def _op_expr(op: str, a: list, lang: str, uniform: bool, t32: bool = False) -> s
 class _Body:
     """Names of the nodes of one kernel: uniform ones per chunk, elementwise ones per element.
 
-    ``pd`` and ``sd`` are the dtypes of the parameters (and gradients) and of the state.
+    ``pd`` and ``sd`` are the dtypes of the parameters (and gradients) and of the state;
+    ``wide``: the operations computed in float64 whatever their operands' dtypes (a
+    reduction's terms: :meth:`~.trace.Reduction.wide`).
     """
 
     def __init__(
-        self, prog: Program, roots: list[Sym], lang: str, pd: str, sd: str, cuda: bool = False
+        self,
+        prog: Program,
+        roots: list[Sym],
+        lang: str,
+        pd: str,
+        sd: str,
+        cuda: bool = False,
+        wide: frozenset[int] = frozenset(),
     ) -> None:
         self.prog, self.lang, self.pd, self.sd, self.cuda = prog, lang, pd, sd, cuda
+        self.wide = wide
         self.nodes = list(walk(roots))
         self.name: dict[int, str] = {}
         self.dtype: dict[int, str] = {}  # elementwise node -> its torch dtype (or "bool")
@@ -210,6 +220,8 @@ class _Body:
             return self.sd
         if n.is_bool:
             return "bool"
+        if n.index in self.wide:
+            return "float64"
         args = n.args[1:] if n.op == "where" else n.args
         out = None
         for a in args:
@@ -480,8 +492,8 @@ def numba_source(prog: Program, pd: str, sd: str | None = None) -> str:
 
 
 def _terms(body: _Body, red: Reduction) -> list[tuple[str, bool]]:
-    """Each term of ``red`` as ``body`` computes it: its value (in its own dtype, as the
-    reference computes it before casting it to float64) and whether it is uniform."""
+    """Each term of ``red`` as ``body`` computes it: its value (in float64, but for a term
+    that is the incoming update itself or a leaf, which is cast) and whether it is uniform."""
     out = []
     for node in red.terms:
         if node.uniform:
@@ -494,10 +506,11 @@ def _terms(body: _Body, red: Reduction) -> list[tuple[str, bool]]:
 def _numba_reduction(
     prog: Program, k: int, red: Reduction, suffix: str, pd: str, sd: str, bufsig: str
 ) -> list[str]:
-    """Kernel ``reduce{k}``: per chunk, each term of reduction ``k`` summed in float64 into
-    ``part[chunk, term]`` (squared first for a norm, as the reference squares ``u.double()``;
-    a term the same for every element counts once per element, as the reference does)."""
-    body = _Body(prog, list(red.terms), "numba", pd, sd)
+    """Kernel ``reduce{k}``: per chunk, each term of reduction ``k`` computed and summed in
+    float64 into ``part[chunk, term]`` (the incoming update as the update pass computes it;
+    squared first for a norm, as the reference squares ``u.double()``; a term the same for
+    every element counts once per element, as the reference does)."""
+    body = _Body(prog, list(red.terms), "numba", pd, sd, wide=red.wide())
     terms = _terms(body, red)
     lines = [
         "",
@@ -671,7 +684,7 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
             ]
     for k, red in enumerate(prog.reductions):
         # each term of reduction k summed in float64 per chunk (see _numba_reduction)
-        rb = _Body(prog, list(red.terms), "triton", pd, sd, cuda)
+        rb = _Body(prog, list(red.terms), "triton", pd, sd, cuda, red.wide())
         nt = len(red.terms)
         out += [
             "",

@@ -225,11 +225,27 @@ class Reduction:
     #: each name's scope (``"tensor"``, ``"group"``, ``"optimizer"``; a norm's is ``"group"``)
     scopes: tuple[str, ...]
     norm: bool = False
+    #: the part's incoming update: computed as the update pass computes it, the rest of each
+    #: term in float64 (:meth:`wide`)
+    incoming: Sym | None = None
 
     @property
     def per_tensor(self) -> list[int]:
         """The terms summed per tensor (scope ``"tensor"``)."""
         return [j for j, s in enumerate(self.scopes) if s == "tensor"]
+
+    def wide(self) -> frozenset[int]:
+        """The elementwise operations of the terms that the kernels compute in float64: all but
+        the incoming update's own (a float32 gradient of 1e25 squares to 1e50, which float32
+        cannot hold; the reference path's float32 term would be inf)."""
+        if self.norm or self.incoming is None:
+            return frozenset()  # a norm squares its one term in float64 already
+        upstream = {n.index for n in walk([self.incoming])}
+        return frozenset(
+            n.index
+            for n in walk(list(self.terms))
+            if n.index not in upstream and not n.uniform and n.op in OPS
+        )
 
 
 @dataclass
@@ -304,7 +320,14 @@ class Program:
             "reductions="
             + repr(
                 [
-                    (r.slot, r.names, [t.index for t in r.terms], r.scopes, r.norm)
+                    (
+                        r.slot,
+                        r.names,
+                        [t.index for t in r.terms],
+                        r.scopes,
+                        r.norm,
+                        None if r.incoming is None else r.incoming.index,
+                    )
                     for r in self.reductions
                 ]
             )
@@ -442,7 +465,8 @@ def _trace_sums(
     for n, node in zip(declared, nodes):
         if node.is_bool:
             raise TraceError(f"{part!r}: the term of sum {n!r} is a comparison")
-    return Reduction(si, tuple(declared), nodes, tuple(x.scope for x in part.sums))
+    scopes = tuple(x.scope for x in part.sums)
+    return Reduction(si, tuple(declared), nodes, scopes, incoming=graph.lift(u))
 
 
 def _trace_eff(transform: Transform, graph: Graph, coefs: list[dict[str, Sym]]) -> Sym | None:
