@@ -378,7 +378,7 @@ def test_cli_lr_find_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["lr-find", "--task", "mnist"], "task must be one of 'digits', 'charlm', got 'mnist'"),
+        (["lr-find", "--task", "mnist"], "unknown task 'mnist'; allowed: digits, charlm"),
         (["lr-find", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
         (["lr-find", "--seed", "-1"], "--seed must be >= 0"),
         (["lr-find", "--out", "lr.txt"], "--out 'lr.txt' must end in one of"),
@@ -390,3 +390,4 @@ def test_cli_lr_find_bad_arguments(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("adaptlr lr-find: ")
