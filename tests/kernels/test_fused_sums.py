@@ -287,12 +287,13 @@ def test_a_measured_step_of_a_summing_chain():
 
 
 def test_traced_reductions():
-    """The sums are traced into reductions (terms and scopes, a norm before a part's sums),
-    and a from_param buffer's first-call coefficients get their own columns."""
+    """The sums are traced into reductions (terms and scopes, in slot order: the clipping's
+    sum of squares before DoG's sums), and a from_param buffer's first-call coefficients get
+    their own columns."""
     prog = program_for(clipped_dog())
-    assert [(r.slot, r.norm, r.names) for r in prog.reductions] == [
-        (0, True, ("norm",)),
-        (1, False, ("g2", "d2", "p2")),
+    assert [(r.slot, r.names, r.scopes) for r in prog.reductions] == [
+        (0, ("sq",), ("group",)),
+        (1, ("g2", "d2", "p2"), ("group", "group", "group")),
     ]
     assert prog.pre_keys == [(1, "eta")] and (1, "eta") in prog.coef_keys
     ldog = program_for(ldog_chain()).reductions[0]

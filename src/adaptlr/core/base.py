@@ -43,12 +43,6 @@ def resolve(value: Value, step: int) -> float:
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
-def all_reduce_sum(value: float, process_group: Any) -> float:
-    """``value`` summed over the processes of ``process_group`` (``"world"``: all of them),
-    in float64, on the device the group's backend reduces on."""
-    return all_reduce_many([value], process_group)[0]
-
-
 def all_reduce_many(values: Sequence[float], process_group: Any) -> list[float]:
     """Each of ``values`` summed over the processes of ``process_group`` (``"world"``: all of
     them), in float64, in one collective on the device the group's backend reduces on."""
@@ -194,13 +188,11 @@ class Context:
 
     ``step`` is this tensor's own count of updates *including* the current one (1 on the first
     update; torch.optim's per-parameter ``step``), ``count`` the group's number of updates
-    applied *before* this one (0 on the first; what schedules are evaluated at), ``norm`` the
-    global norm of the incoming updates when the part asked for it.
+    applied *before* this one (0 on the first; what schedules are evaluated at).
     """
 
     step: int
     count: int
-    norm: float = 0.0
     #: the part's :class:`Sum` values by name; ``None`` on the first of the two calls a part
     #: with sums gets (whose coefficients feed :meth:`Part.sum_terms`)
     sums: Mapping[str, float] | None = None
@@ -222,8 +214,6 @@ class Part:
     shared: tuple[Scalar, ...] = ()
     #: sums over many elements the part needs (a reduction barrier); see :class:`Sum`
     sums: tuple[Sum, ...] = ()
-    #: set on parts that need the global norm of the incoming updates (a reduction barrier)
-    needs_norm: bool = False
     #: the part's factor of η (learning-rate parts), for :meth:`Transform.effective_lr`
     is_scale: bool = False
 
@@ -283,13 +273,6 @@ class Part:
     def scale(self, c: Mapping[str, float]) -> float:
         """This part's factor of η_t (only for learning-rate parts)."""
         return 1.0
-
-    def reduce_sq(self, local: float) -> float:
-        """Combine this process's sum of squares for :attr:`needs_norm` across processes.
-
-        The identity here; a part whose tensors are split over processes overrides it.
-        """
-        return local
 
     def __repr__(self) -> str:
         fields = getattr(self, "__dataclass_fields__", {})
@@ -390,10 +373,14 @@ class Transform:
     def counts_empty_steps(self) -> bool:
         """Whether a step in which the group has no gradient still counts, advancing its
         shared scalars (Schedule-Free's weights, Prodigy's and D-Adaptation's estimate, whose
-        packages count it): the chain keeps scalars per group and sums nothing per tensor or
-        per group (DoG's sums over a group without gradients have no elements)."""
+        packages count it): the chain keeps scalars per group, and the parts that keep them sum
+        nothing per tensor or per group (DoG's sums over a group without gradients have no
+        elements)."""
         return bool(self._shared) and all(
-            x.scope == "optimizer" for slot in self.slots for x in slot.part.sums
+            x.scope == "optimizer"
+            for slot in self.slots
+            if slot.part.shared
+            for x in slot.part.sums
         )
 
     @property
@@ -582,11 +569,10 @@ class Transform:
                     us[i] = us[i].to(wide)
         for si, slot in enumerate(self.slots):
             part = slot.part
-            norm = math.sqrt(part.reduce_sq(_sum_sq(us))) if part.needs_norm else 0.0
             per_tensor: list[Mapping[str, float] | None] = [None] * len(us)
             wide_sums: dict[str, float] | None = None
             if part.sums:
-                wide_sums, per_tensor = self._local_sums(si, us, ps, new_state, steps, count, norm)
+                wide_sums, per_tensor = self._local_sums(si, us, ps, new_state, steps, count)
                 everywhere = {x.name for x in part.sums if x.scope == "optimizer"}
                 if partial and si == self.optimizer_sums_slot:
                     return {k: v for k, v in wide_sums.items() if k in everywhere}
@@ -601,12 +587,12 @@ class Transform:
             if not us and part.shared and self.counts_empty_steps:
                 # a group with no gradient: its scalars advance as the packages' do (no sum of
                 # a tensor or of the group is involved: those need elements)
-                c, new_scal = self.slot_coefficients(si, count + 1, count, shared, norm, wide_sums)
+                c, new_scal = self.slot_coefficients(si, count + 1, count, shared, wide_sums)
                 new_shared.update((k, v) for k, v in new_scal.items() if k in self._shared)
             for i, (u, p) in enumerate(zip(us, ps)):
                 st = new_state[i]
                 scal = {**st, **shared} if shared else st
-                c, new_scal = self.slot_coefficients(si, steps[i], count, scal, norm, per_tensor[i])
+                c, new_scal = self.slot_coefficients(si, steps[i], count, scal, per_tensor[i])
                 buf = {b.name: _real(st[slot.names[b.name]]) for b in part.buffers}
                 u, new_buf = part.apply(u, p, buf, c, TorchOps)
                 us[i] = u
@@ -646,7 +632,6 @@ class Transform:
         states: Sequence[Mapping[str, Tensor]],
         steps: Sequence[int],
         count: int,
-        norm: float,
     ) -> tuple[dict[str, float], list[dict[str, float]]]:
         """Slot ``si``'s sums over this process's tensors: the group- and optimizer-wide
         ones, and each tensor's own (scope ``"tensor"``), in float64."""
@@ -659,7 +644,7 @@ class Transform:
         for i, (u, p) in enumerate(zip(us, ps)):
             st = states[i]
             scal = {**st, **shared} if shared else st
-            c, _ = self.slot_coefficients(si, steps[i], count, scal, norm, None)
+            c, _ = self.slot_coefficients(si, steps[i], count, scal, None)
             buf = {b.name: _wide(_real(st[slot.names[b.name]])) for b in part.buffers}
             # the terms in float64 (as the kernels form them): u² of a float32 1e20 is inf
             terms = part.sum_terms(_wide(u), _wide(p), buf, c, TorchOps)
@@ -679,27 +664,24 @@ class Transform:
         step: int,
         count: int,
         scalars: Mapping[str, Any],
-        norm: float = 0.0,
         sums: Mapping[str, float] | None = None,
     ) -> tuple[dict[str, float], dict[str, float]]:
         """The coefficients of slot ``si``'s part for one tensor, and its new scalar state.
 
         ``step`` is the tensor's own update count including this one, ``count`` the group's
         applied updates before it, ``scalars`` the tensor's scalar state by state key (0-d
-        tensors or floats; a whole state dict will do), ``norm`` the global norm for a part
-        that :attr:`~Part.needs_norm`, ``sums`` its :class:`Sum` values (``None``: the first
-        call, whose coefficients feed :meth:`Part.sum_terms`); the scalars kept per group are
-        read from ``scalars`` by name. The new scalars come back by state key (a shared one by
-        its name). Every path
-        (:meth:`update`, :meth:`effective_lr`, the kernels' coefficient table and tracing)
-        makes its coefficients here.
+        tensors or floats; a whole state dict will do), ``sums`` its :class:`Sum` values
+        (``None``: the first call, whose coefficients feed :meth:`Part.sum_terms`); the scalars
+        kept per group are read from ``scalars`` by name. The new scalars come back by state
+        key (a shared one by its name). Every path (:meth:`update`, :meth:`effective_lr`, the
+        kernels' coefficient table and tracing) makes its coefficients here.
         """
         slot = self.slots[si]
         part = slot.part
         own = {s.name: float(scalars[slot.names[s.name]]) for s in part.scalars}
         for sc in part.shared:
             own[sc.name] = float(scalars[sc.name])
-        c, new = part.coefficients(Context(step=step, count=count, norm=norm, sums=sums), own)
+        c, new = part.coefficients(Context(step=step, count=count, sums=sums), own)
         return c, {slot.names.get(name, name): value for name, value in new.items()}
 
     def coefficients(
@@ -707,20 +689,14 @@ class Transform:
         step: int,
         count: int,
         scalars: Mapping[str, Any],
-        norms: Mapping[int, float] | None = None,
         sums: Mapping[int, Mapping[str, float]] | None = None,
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Every slot's coefficients (see :meth:`slot_coefficients`), and the new scalars.
-
-        ``norms`` maps a slot index to its global norm, where a part needs one, ``sums`` to
-        its :class:`Sum` values.
-        """
+        """Every slot's coefficients (see :meth:`slot_coefficients`), and the new scalars;
+        ``sums`` maps a slot index to its part's :class:`Sum` values."""
         coefs: list[dict[str, float]] = []
         new: dict[str, float] = {}
         for si in range(len(self.slots)):
-            c, ns = self.slot_coefficients(
-                si, step, count, scalars, (norms or {}).get(si, 0.0), (sums or {}).get(si)
-            )
+            c, ns = self.slot_coefficients(si, step, count, scalars, (sums or {}).get(si))
             coefs.append(c)
             new.update(ns)
         return coefs, new
@@ -828,12 +804,6 @@ def _total(term: Any, like: Tensor) -> float:
         full = getattr(total, "full_tensor", None)
         return float(full() if full is not None else total)
     return float(term) * like.numel()
-
-
-def _sum_sq(us: Sequence[Tensor]) -> float:
-    """Σ u² over every tensor, in float64 (a DTensor's norm is already over all its shards)."""
-    norms = [torch.linalg.vector_norm(u.double()) for u in us if u.numel()]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) ** 2 if norms else 0.0
 
 
 def chain(*parts: Part | Transform) -> Transform:

@@ -4,12 +4,13 @@ r"""η_t and the other scalings: learning rate (constant or scheduled), weight d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._checks import LR, NONNEGATIVE
-from .base import PROCESS_GROUP, Context, Part, Value, all_reduce_sum, resolve
+from .base import PROCESS_GROUP, Context, Part, Sum, Value, resolve
 
 
 @dataclass(frozen=True, repr=False)
@@ -156,18 +157,20 @@ class clip_by_global_norm(Part):
 
     max_norm: Value
     process_group: Any = None
-    needs_norm = True
+    #: Σ u² over the group's tensors (a reduction pass before the update in the kernels)
+    sums = (Sum("sq", "group"),)
 
     def __post_init__(self) -> None:
         self._check_fields(max_norm=NONNEGATIVE, process_group=PROCESS_GROUP)
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        return {"f": min(1.0, resolve(self.max_norm, ctx.count) / (ctx.norm + 1e-6))}, {}
+        if ctx.sums is None:  # (the first call: sum_terms needs no coefficient)
+            return {}, {}
+        norm = math.sqrt(ctx.sums["sq"])
+        return {"f": min(1.0, resolve(self.max_norm, ctx.count) / (norm + 1e-6))}, {}
+
+    def sum_terms(self, u, p, buf, c, ops):
+        return {"sq": u * u}
 
     def apply(self, u, p, buf, c, ops):
         return c["f"] * u, {}
-
-    def reduce_sq(self, local: float) -> float:
-        if self.process_group is None:
-            return local
-        return all_reduce_sum(local, self.process_group)

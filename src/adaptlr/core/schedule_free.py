@@ -147,7 +147,7 @@ class group_clock(Magnitude):
         return self.magnitude.scalars
 
     def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
-        clock = Context(step=ctx.count + 1, count=ctx.count, norm=ctx.norm, sums=ctx.sums)
+        clock = Context(step=ctx.count + 1, count=ctx.count, sums=ctx.sums)
         c, new = self.magnitude.coefficients(clock, scalars)
         if self.gate is not None:
             c = {**c, "gate": resolve(self.gate, ctx.count)}

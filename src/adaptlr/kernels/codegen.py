@@ -508,8 +508,7 @@ def _numba_reduction(
 ) -> list[str]:
     """Kernel ``reduce{k}``: per chunk, each term of reduction ``k`` computed and summed in
     float64 into ``part[chunk, term]`` (the incoming update as the update pass computes it;
-    squared first for a norm, as the reference squares ``u.double()``; a term the same for
-    every element counts once per element, as the reference does)."""
+    a term the same for every element counts once per element, as the reference does)."""
     body = _Body(prog, list(red.terms), "numba", pd, sd, wide=red.wide())
     terms = _terms(body, red)
     lines = [
@@ -528,11 +527,11 @@ def _numba_reduction(
         lines += ["            " + line for line in body.elem_lines]
         for j, v in elementwise:
             lines.append(f"            x{j} = np.float64({v})")
-            acc = "acc_sq" if red.norm else "acc_add"  # reassociated: the loop vectorises
-            lines.append(f"            acc{j} = {acc}(acc{j}, x{j})")
+            # reassociated: the loop vectorises
+            lines.append(f"            acc{j} = acc_add(acc{j}, x{j})")
     for j, (v, uniform) in enumerate(terms):
         if uniform:
-            total = f"np.float64(n) * {v} * {v}" if red.norm else f"np.float64(n) * {v}"
+            total = f"np.float64(n) * {v}"
             lines.append(f"        part[k, {j}] = {total}")
         else:
             lines.append(f"        part[k, {j}] = acc{j}")
@@ -698,9 +697,9 @@ def triton_source(prog: Program, pd: str, sd: str | None = None, cuda: bool = Tr
         ]
         for j, (v, uniform) in enumerate(_terms(rb, red)):
             if uniform:
-                x = f"(hi - lo).to(tl.float64) * {v}" + (f" * {v}" if red.norm else "")
+                x = f"(hi - lo).to(tl.float64) * {v}"
             else:
                 out.append(f"    x{j} = tl.where(mask, ({v}).to(tl.float64), 0.0)")
-                x = f"tl.sum(x{j} * x{j}, axis=0)" if red.norm else f"tl.sum(x{j}, axis=0)"
+                x = f"tl.sum(x{j}, axis=0)"
             out.append(f"    tl.store(part + k * {nt} + {j}, {x})")
     return "\n".join(head + out) + "\n"

@@ -1,10 +1,9 @@
-"""One fused step of a group: its reductions (a pass per global norm or part with sums, whose
-totals come back once), its coefficient rows, then one kernel launch per segment, and only
+"""One fused step of a group: its reductions (a pass per part with sums, whose totals come
+back once), its coefficient rows, then one kernel launch per segment, and only
 then the step counts and scalar state written back."""
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from .trace import Program, Reduction
 class Found:
     """What a step's reductions found so far (see :class:`~.trace.Reduction`)."""
 
-    #: per part that needs one, the global norm
-    norms: dict[int, float] = field(default_factory=dict)
     #: per part with sums, its totals over the group (or the optimizer), by name
     sums: dict[int, dict[str, float]] = field(default_factory=dict)
     #: the sums taken per tensor (scope ``"tensor"``), as ``(slot, name)``
@@ -78,9 +75,7 @@ def coefficient_rows(
             sums = None
             if part.sums and not first:
                 sums = {**found.sums.get(si, {}), **own.get(si, {})}
-            c, ns_ = transform.slot_coefficients(
-                si, int(values[0]), count, scal_now, found.norms.get(si, 0.0), sums
-            )
+            c, ns_ = transform.slot_coefficients(si, int(values[0]), count, scal_now, sums)
             where, counts = (pre_column, prog.pre_counts) if first else (column, prog.coef_counts)
             for name, value in c.items():
                 j = where.get((si, name))
@@ -184,7 +179,7 @@ def _launch_reduction(
     for i, w in enumerate(work):
         uniq, inverse = w.rows(found.own[i] if found.own_names else None)
         table, _ = coefficient_rows(
-            transform, prog, uniq, scalar_names, count, found, shared, red.slot, not red.norm
+            transform, prog, uniq, scalar_names, count, found, shared, red.slot, True
         )
         chunks = launch.run_kernel(prog, w.seg.bucket, w.seg, table, inverse, w.gptr, f"reduce{k}")
         out.append(launch.reduction_totals(w.seg, chunks, red.per_tensor))  # type: ignore[arg-type]
@@ -215,7 +210,7 @@ def _reduce(
     given: Mapping[int, Mapping[str, float]] | None,
 ) -> None:
     """Run reduction ``k`` over every segment and record what it found in ``found``, as
-    :meth:`Transform.update` makes its norms and sums (``given``: an optimizer's totals over
+    :meth:`Transform.update` makes its sums (``given``: an optimizer's totals over
     all its groups, by slot)."""
     red = prog.reductions[k]
     si = red.slot
@@ -228,9 +223,6 @@ def _reduce(
     values = _launch_reduction(k, transform, prog, work, scalar_names, count, shared, found)
     host = launch.read_back(values)  # the reduction's one host synchronisation
     total, own = _totals(plan, len(red.names), host)
-    if red.norm:
-        found.norms[si] = math.sqrt(part.reduce_sq(float(total[0])))
-        return
     wide = {n: float(v) for n, v, scope in zip(red.names, total, red.scopes) if scope != "tensor"}
     if given is not None and si in given:
         # the optimizer's totals over all its groups and processes
@@ -286,7 +278,7 @@ def partial_sums(
     found = Found()
     wide = transform.optimizer_sums_slot
     for k, red in enumerate(prog.reductions):
-        if red.slot == wide and not red.norm:
+        if red.slot == wide:
             values = _launch_reduction(k, transform, prog, work, scalar_names, count, shared, found)
             del grads  # (kept alive until the kernels were launched)
             return PendingSums(plan, red, values)

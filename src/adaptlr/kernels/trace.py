@@ -211,20 +211,19 @@ class SymOps:
 
 @dataclass(frozen=True)
 class Reduction:
-    """A sum over many elements that a part needs before its coefficients: a global norm
-    (:attr:`Part.needs_norm`: one term, the incoming update, squared in float64) or a part's
-    :class:`~adaptlr.core.Sum` terms (:meth:`Part.sum_terms`, each summed in float64). The one
-    kind of reduction the kernels know: each is a pass over the group's elements before the
-    update pass (``reduce{k}``), returning each term's total per chunk."""
+    """The sums over many elements that a part needs before its coefficients: its
+    :class:`~adaptlr.core.Sum` terms (:meth:`Part.sum_terms`, each computed and summed in
+    float64; a global norm is a sum of u·u). The one kind of reduction the kernels know: each
+    is a pass over the group's elements before the update pass (``reduce{k}``), returning each
+    term's total per chunk."""
 
     slot: int
-    #: the :class:`~adaptlr.core.Sum` names, in :attr:`Part.sums` order (a norm: ``("norm",)``)
+    #: the :class:`~adaptlr.core.Sum` names, in :attr:`Part.sums` order
     names: tuple[str, ...]
     #: each name's elementwise term
     terms: tuple[Sym, ...]
-    #: each name's scope (``"tensor"``, ``"group"``, ``"optimizer"``; a norm's is ``"group"``)
+    #: each name's scope (``"tensor"``, ``"group"``, ``"optimizer"``)
     scopes: tuple[str, ...]
-    norm: bool = False
     #: the part's incoming update: computed as the update pass computes it, the rest of each
     #: term in float64 (:meth:`wide`)
     incoming: Sym | None = None
@@ -238,8 +237,8 @@ class Reduction:
         """The elementwise operations of the terms that the kernels compute in float64: all but
         the incoming update's own (a float32 gradient of 1e25 squares to 1e50, which float32
         cannot hold; the reference path's float32 term would be inf)."""
-        if self.norm or self.incoming is None:
-            return frozenset()  # a norm squares its one term in float64 already
+        if self.incoming is None:
+            return frozenset()
         upstream = {n.index for n in walk([self.incoming])}
         return frozenset(
             n.index
@@ -325,7 +324,6 @@ class Program:
                         r.names,
                         [t.index for t in r.terms],
                         r.scopes,
-                        r.norm,
                         None if r.incoming is None else r.incoming.index,
                     )
                     for r in self.reductions
@@ -389,8 +387,6 @@ def trace(transform: Transform) -> Program:
             c[name] = graph.leaf("coef", len(coef_keys), True)
             coef_keys.append((si, name))
         coefs.append(c)
-        if part.needs_norm:
-            reductions.append(Reduction(si, ("norm",), (graph.lift(u),), ("group",), norm=True))
         buf = {}
         for b in part.buffers:
             key = slot.names[b.name]
@@ -428,7 +424,6 @@ def trace(transform: Transform) -> Program:
             pre[name] = graph.leaf("coef", len(coef_keys) + len(pre_keys), True)
             pre_keys.append((si, name))
         reductions.append(_trace_sums(si, part, graph, u_in, p, buf, pre, ops))
-    reductions.sort(key=lambda r: (r.slot, not r.norm))  # a part's norm before its sums
     return Program(
         graph, coef_keys, buffer_keys, new_param, stores, reductions,
         _trace_eff(transform, graph, coefs), pre_keys,
@@ -440,7 +435,7 @@ def _probe_names(
 ) -> list[str]:
     """The names of slot ``si``'s coefficients, from a probe call (step 1, count 0)."""
     try:
-        names, _ = transform.slot_coefficients(si, 1, 0, scal, 0.0, sums)
+        names, _ = transform.slot_coefficients(si, 1, 0, scal, sums)
     except Exception as exc:  # a schedule that cannot be evaluated at 0, ...
         part = transform.slots[si].part
         raise TraceError(f"{part!r}: coefficients failed on a probe step: {exc}") from exc

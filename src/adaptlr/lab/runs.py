@@ -115,12 +115,13 @@ def _label(optimizer: OptimizerLike) -> str:
 
 
 def _couples_rows(opt: torch.optim.Optimizer) -> bool:
-    """True if a step mixes elements (global-norm clipping): rows cannot share a tensor."""
+    """True if a step mixes elements (a part with sums: global-norm clipping, a distance
+    estimate): rows cannot share a tensor."""
     transform_for = getattr(opt, "transform_for", None)
     if transform_for is None:
         # a foreign optimizer (e.g. torch.optim.LBFGS) may do anything: do not batch it
         return not isinstance(opt, adaptlr.Optimizer)
-    return any(getattr(p, "needs_norm", False) for p in transform_for(opt.param_groups[0]).parts)
+    return transform_for(opt.param_groups[0]).has_sums
 
 
 def _lr_history(opt: torch.optim.Optimizer, steps: int) -> torch.Tensor:
