@@ -38,7 +38,7 @@ def test_lab_run_writes_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str
         [
             "lab", "run", "--surface", "rosenbrock",
             "--optimizer", "adam:lr=0.1", "--optimizer", "rmsprop",
-            "--schedule", "warmup_cosine:warmup=50,total=500",
+            "--schedule", "warmup_cosine:warmup=50,total_steps=500",
             "--steps", "500", "--out", str(fig),
         ],
         capsys,
@@ -52,7 +52,7 @@ def test_lab_run_writes_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_schedule_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fig = tmp_path / "s.png"
     code, out, _ = _run(
-        ["schedule", "plot", "warmup_cosine:warmup=50,total=500", "--steps", "500",
+        ["schedule", "plot", "warmup_cosine:warmup=50,total_steps=500", "--steps", "500",
          "--out", str(fig)],
         capsys,
     )  # fmt: skip

@@ -51,7 +51,7 @@ BANK = 997  # gradient noise draws, cycled (a prime: no alignment with the sched
 
 
 def _schedule():
-    return schedules.warmup_cosine(1e-2, warmup=1_000, total=STEPS)
+    return schedules.warmup_cosine(1e-2, warmup=1_000, total_steps=STEPS)
 
 
 def _data():

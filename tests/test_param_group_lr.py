@@ -41,7 +41,7 @@ def applied_etas(opt: torch.optim.Optimizer, w: torch.Tensor, steps: int) -> lis
 
 @pytest.fixture
 def sched():
-    return schedules.warmup_linear(0.1, warmup=3, total=10)
+    return schedules.warmup_linear(0.1, warmup=3, total_steps=10)
 
 
 def _check_schedule_matches_hand(sched):

@@ -103,7 +103,9 @@ def _build_parser() -> argparse.ArgumentParser:
         _optimizer_names,
     )
     _named(
-        run.add_argument("--schedule", help='spec such as "warmup_cosine:warmup=50,total=500"'),
+        run.add_argument(
+            "--schedule", help='spec such as "warmup_cosine:warmup=50,total_steps=500"'
+        ),
         _schedule_names,
     )
     run.add_argument("--steps", type=int, default=500, help="steps of each optimizer")
@@ -115,7 +117,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sched_sub = sched.add_subparsers(dest="schedule_command", required=True, parser_class=_Parser)
     plot = sched_sub.add_parser("plot", help="plot a schedule spec")
     _named(
-        plot.add_argument("spec", help='e.g. "warmup_cosine:warmup=50,total=500"'), _schedule_names
+        plot.add_argument("spec", help='e.g. "warmup_cosine:warmup=50,total_steps=500"'),
+        _schedule_names,
     )
     plot.add_argument("--steps", type=int, default=500, help="steps to plot")
     plot.add_argument("--lr", type=float, default=1.0, help="peak lr if the spec has none")
@@ -307,6 +310,34 @@ def _monitor_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "lab":
+        return _lab_surfaces(args) if args.lab_command == "surfaces" else _lab_run(args)
+    if args.command == "schedule":
+        return _schedule_plot(args)
+    if args.command == "lr-find":
+        return _lr_find(args)
+    return _monitor_report(args)
+
+
+@contextlib.contextmanager
+def _notes(cmd: str) -> Iterator[None]:
+    """A deprecation (an old spec key) as one line, ``adaptlr <command>: note: ...``, not a
+    warning with a source path; other warnings pass through as they are."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, FutureWarning):
+                    print(f"{cmd}: note: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adaptlr`` console script; returns the exit code."""
     parser = _build_parser()
@@ -318,15 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = " ".join(w for w in ("adaptlr", args.command, sub) if w)
         if extra:  # (argparse would name the top-level parser, not the command)
             raise _Error(f"{cmd}: unrecognized arguments: {' '.join(extra)}; see {cmd} --help")
-        if args.command == "demo":
-            return _demo(args)
-        if args.command == "lab":
-            return _lab_surfaces(args) if args.lab_command == "surfaces" else _lab_run(args)
-        if args.command == "schedule":
-            return _schedule_plot(args)
-        if args.command == "lr-find":
-            return _lr_find(args)
-        return _monitor_report(args)
+        with _notes(cmd):
+            return _dispatch(args)
     except _Error as err:  # (its message starts with the command already)
         print(str(err), file=sys.stderr)
         return 2

@@ -52,7 +52,7 @@ def test_sgd_has_no_effective_lr_and_schedule_is_applied() -> None:
 
 
 def test_schedule_spec_takes_the_optimizer_lr_as_peak() -> None:
-    tr = run(ELONGATED, "adam:lr=0.2", steps=60, schedule="warmup_cosine:warmup=10,total=60")
+    tr = run(ELONGATED, "adam:lr=0.2", steps=60, schedule="warmup_cosine:warmup=10,total_steps=60")
     assert tr.lr[0] == 0.0 and abs(tr.lr[10] - 0.2) < 1e-12
     assert "warmup_cosine" in tr.label
 

@@ -382,7 +382,7 @@ def test_from_hf_builds_the_documented_shapes():
             [lw, S.cosine_hard_restarts(lr, d, 4)], [w]
         ),
         ("polynomial", (("power", 2.0),)): S.join(
-            [lw, S.polynomial(lr, d, power=2.0, end_lr=1e-7)], [w]
+            [lw, S.polynomial(lr, d, power=2.0, min_lr=1e-7)], [w]
         ),
         ("inverse_sqrt", ()): S.join([lw, S.inverse_sqrt(lr, timescale=w)], [w]),
         ("cosine_with_min_lr", (("min_lr", 0.01),)): S.join(

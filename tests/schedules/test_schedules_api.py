@@ -18,13 +18,13 @@ EXAMPLES = [
     S.step_decay(0.1, step_size=3, gamma=0.5),
     S.multi_step(0.1, milestones=[5, 2, 5], gamma=0.3),
     S.exponential(0.1, gamma=0.99),
-    S.polynomial(0.1, total_steps=20, power=2.0, end_lr=0.01),
+    S.polynomial(0.1, total_steps=20, power=2.0, min_lr=0.01),
     S.inverse_sqrt(0.1, warmup=5),
     S.inverse_time(0.1, decay=0.2),
     S.cosine(0.1, total_steps=20, min_lr=0.001),
     S.linear_warmup(0.1, warmup=5, start_lr=0.01),
-    S.warmup_linear(0.1, warmup=5, total=20),
-    S.warmup_cosine(0.1, warmup=5, total=20, min_lr=0.01, num_cycles=1.0),
+    S.warmup_linear(0.1, warmup=5, total_steps=20),
+    S.warmup_cosine(0.1, warmup=5, total_steps=20, min_lr=0.01, num_cycles=1.0),
     S.transformer(64, warmup=5, scale=2.0),
     S.cyclic(0.01, 0.1, step_size_up=3, step_size_down=5, mode="exp_range", gamma=0.9),
     S.cosine_restarts(0.1, T_0=3, T_mult=2, min_lr=0.001),
@@ -97,17 +97,17 @@ BAD = [
     (S.exponential, dict(lr=-1.0, gamma=0.9), "lr"),
     (S.polynomial, dict(lr=0.1, total_steps=0), "total_steps"),
     (S.polynomial, dict(lr=0.1, total_steps=10, power=0.0), "power"),
-    (S.polynomial, dict(lr=0.1, total_steps=10, end_lr=float("nan")), "end_lr"),
+    (S.polynomial, dict(lr=0.1, total_steps=10, min_lr=float("nan")), "min_lr"),
     (S.inverse_sqrt, dict(lr=0.1, warmup=-1), "warmup"),
     (S.inverse_time, dict(lr=0.1, decay=-0.1), "decay"),
     (S.cosine, dict(lr=0.1, total_steps=-5), "total_steps"),
     (S.cosine, dict(lr=0.1, total_steps=5, min_lr=-1.0), "min_lr"),
     (S.linear_warmup, dict(lr=0.1, warmup=-1), "warmup"),
     (S.linear_warmup, dict(lr=0.1, warmup=3, start_lr=float("inf")), "start_lr"),
-    (S.warmup_linear, dict(lr=0.1, warmup=20, total=10), "warmup"),
-    (S.warmup_linear, dict(lr=0.1, warmup=0, total=0), "total"),
-    (S.warmup_cosine, dict(lr=0.1, warmup=1, total=10, num_cycles=0), "num_cycles"),
-    (S.warmup_cosine, dict(lr=0.1, warmup=1, total=10, min_lr=-0.1), "min_lr"),
+    (S.warmup_linear, dict(lr=0.1, warmup=20, total_steps=10), "warmup"),
+    (S.warmup_linear, dict(lr=0.1, warmup=0, total_steps=0), "total_steps"),
+    (S.warmup_cosine, dict(lr=0.1, warmup=1, total_steps=10, num_cycles=0), "num_cycles"),
+    (S.warmup_cosine, dict(lr=0.1, warmup=1, total_steps=10, min_lr=-0.1), "min_lr"),
     (S.transformer, dict(d_model=0, warmup=10), "d_model"),
     (S.transformer, dict(d_model=512, warmup=0), "warmup"),
     (S.transformer, dict(d_model=512, warmup=10, scale=float("nan")), "scale"),
@@ -179,8 +179,8 @@ def test_registry_has_every_spec_schedule():
         ("constant", 0.3, S.constant(0.3)),
         ("cosine:lr=0.1,total_steps=100", None, S.cosine(0.1, 100)),
         ("cosine:lr=0.1,total_steps=100", 0.5, S.cosine(0.1, 100)),  # the spec wins
-        (" warmup_cosine : warmup=50, total=500 ", 0.1, S.warmup_cosine(0.1, 50, 500)),
-        ("warmup_linear:lr=1e-3,warmup=5,total=50", None, S.warmup_linear(1e-3, 5, 50)),
+        (" warmup_cosine : warmup=50, total_steps=500 ", 0.1, S.warmup_cosine(0.1, 50, 500)),
+        ("warmup_linear:lr=1e-3,warmup=5,total_steps=50", None, S.warmup_linear(1e-3, 5, 50)),
         ("multi_step:milestones=[30,60],gamma=0.5", 0.1, S.multi_step(0.1, [30, 60], 0.5)),
         ("step_decay:step_size=10", 1.0, S.step_decay(1.0, 10)),
         ("inverse_sqrt:warmup=100", 0.1, S.inverse_sqrt(0.1, 100)),
@@ -248,3 +248,57 @@ def test_public_factories_document_formula_and_example():
         doc = factory.__doc__ or ""
         assert ".. math::" in doc and ">>>" in doc, name
     assert ".. math::" in S.join.__doc__ and ".. math::" in S.shift.__doc__
+
+
+# -- old keys: the same idea had two names (total / total_steps, end_lr / min_lr) --------------
+OLD_KEYS = [
+    (lambda: S.warmup_cosine(0.1, 5, total=50), S.warmup_cosine(0.1, 5, total_steps=50)),
+    (lambda: S.warmup_linear(0.1, 5, total=50), S.warmup_linear(0.1, 5, total_steps=50)),
+    (lambda: S.polynomial(0.1, 50, end_lr=0.01), S.polynomial(0.1, 50, min_lr=0.01)),
+    (
+        lambda: S.from_spec("warmup_cosine:warmup=5,total=50", lr=0.1),
+        S.warmup_cosine(0.1, 5, total_steps=50),
+    ),
+    (
+        lambda: S.from_spec("polynomial:lr=0.1,total_steps=50,end_lr=0.01"),
+        S.polynomial(0.1, 50, min_lr=0.01),
+    ),
+]
+
+
+@pytest.mark.parametrize("old, new", OLD_KEYS)
+def test_an_old_key_still_works_with_a_future_warning(old, new):
+    with pytest.warns(FutureWarning, match="the key every schedule uses"):
+        got = old()
+    assert got == new and [got(t) for t in range(60)] == [new(t) for t in range(60)]
+
+
+def test_old_and_new_key_together_or_neither_is_an_error():
+    with pytest.raises(TypeError, match="give 'total_steps' only"):
+        S.warmup_cosine(0.1, 5, 50, total=50)
+    with pytest.raises(TypeError, match="missing required argument 'total_steps'"):
+        S.warmup_linear(0.1, 5)
+    with pytest.raises(ValueError, match="give 'min_lr' only"):
+        S.from_spec("polynomial:lr=0.1,total_steps=5,end_lr=0.0,min_lr=0.0")
+    with pytest.raises(ValueError, match="missing required key"):
+        S.from_spec("warmup_cosine:warmup=5", lr=0.1)
+
+
+#: WarmupCosine(lr=0.1, warmup=5, total=50) pickled by adaptlr before the field was renamed
+#: (torch.save of {"s": schedule}; the state holds "total", not "total_steps")
+def _old_pickle(tmp_path):
+    s = S.warmup_cosine(0.1, 5, total_steps=50)
+    state = dict(s.__dict__)
+    state["total"] = state.pop("total_steps")
+
+    old = object.__new__(type(s))  # as the class was: its __dict__ is what pickles
+    old.__dict__.update(state)
+    path = tmp_path / "old.pt"
+    torch.save({"s": old}, path)
+    return path
+
+
+def test_a_schedule_saved_with_an_old_field_name_loads(tmp_path):
+    loaded = torch.load(_old_pickle(tmp_path), weights_only=True)["s"]
+    want = S.warmup_cosine(0.1, 5, total_steps=50)
+    assert loaded == want and loaded(30) == want(30)

@@ -51,7 +51,7 @@ def test_exponential():
 @pytest.mark.parametrize("power", [0.5, 1.0, 2.0])
 def test_polynomial(power):
     lr, end, total = 0.8, 0.05, 40
-    s = polynomial(lr, total_steps=total, power=power, end_lr=end)
+    s = polynomial(lr, total_steps=total, power=power, min_lr=end)
     assert s(0) == approx(lr)
     assert s(10) == approx(end + (lr - end) * 0.75**power)
     assert s(20) == approx(end + (lr - end) * 0.5**power)
@@ -125,7 +125,7 @@ def hf_cosine(step, warmup, total, num_cycles=0.5, min_lr_rate=0.0):
 
 @pytest.mark.parametrize("warmup,total", [(0, 50), (1, 50), (10, 50), (50, 50), (7, 300)])
 def test_warmup_linear_matches_huggingface(warmup, total):
-    s = warmup_linear(0.3, warmup=warmup, total=total)
+    s = warmup_linear(0.3, warmup=warmup, total_steps=total)
     for t in range(total + 20):
         assert s(t) == approx(0.3 * hf_linear(t, warmup, total), abs=1e-15)
     assert s(total) == 0.0
@@ -134,14 +134,14 @@ def test_warmup_linear_matches_huggingface(warmup, total):
 @pytest.mark.parametrize("num_cycles", [0.5, 1.0, 1.5])
 @pytest.mark.parametrize("warmup,total", [(0, 50), (10, 50), (13, 301)])
 def test_warmup_cosine_matches_huggingface(warmup, total, num_cycles):
-    s = warmup_cosine(0.3, warmup=warmup, total=total, num_cycles=num_cycles)
+    s = warmup_cosine(0.3, warmup=warmup, total_steps=total, num_cycles=num_cycles)
     for t in range(total + 1):
         assert s(t) == approx(0.3 * hf_cosine(t, warmup, total, num_cycles), abs=1e-15)
 
 
 def test_warmup_cosine_min_lr_and_hold():
     lr, lo = 0.3, 0.03
-    s = warmup_cosine(lr, warmup=10, total=110, min_lr=lo)
+    s = warmup_cosine(lr, warmup=10, total_steps=110, min_lr=lo)
     for t in range(111):
         assert s(t) == approx(lr * hf_cosine(t, 10, 110, 0.5, lo / lr), abs=1e-15)
     assert s(0) == 0.0 and s(10) == lr and s(60) == approx((lr + lo) / 2)

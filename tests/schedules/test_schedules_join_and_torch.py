@@ -31,7 +31,7 @@ def test_join_warmup_then_cosine_no_off_by_one():
     assert s(w + 1) == pytest.approx((1 + math.cos(math.pi / decay)) / 2)  # cosine's step 1
     assert s(w + decay) == pytest.approx(0.0, abs=1e-15)
     # the joined pair is the same curve as warmup_cosine (which counts from the same t)
-    ref = warmup_cosine(lr, warmup=w, total=w + decay)
+    ref = warmup_cosine(lr, warmup=w, total_steps=w + decay)
     assert sample(s, 150) == pytest.approx(sample(ref, 150), abs=1e-15)
 
 

@@ -81,7 +81,7 @@ def _polynomial(fn: str, lr: float, w: int, t: int | None, kw: dict[str, Any]) -
         raise ValueError(f"{fn}: lr_end ({lr_end}) must be smaller than initial lr ({lr})")
     if t <= w:  # transformers divides by T - W here, without max(1, .)
         raise ValueError(f"{fn}: num_training_steps must be > num_warmup_steps ({w}), got {t}")
-    return _warmup_then(lr, w, polynomial(lr, t - w, power, end_lr=lr_end))
+    return _warmup_then(lr, w, polynomial(lr, t - w, power, min_lr=lr_end))
 
 
 def _inverse_sqrt(fn: str, lr: float, w: int, t: int | None, kw: dict[str, Any]) -> Schedule:

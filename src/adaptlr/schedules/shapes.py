@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,43 @@ __all__ = [
 def _set(obj: object, name: str, value: object) -> None:
     # frozen dataclass: normalise a field once, in __post_init__
     object.__setattr__(obj, name, value)
+
+
+#: (schedule, old key) -> the key every schedule now uses for the same idea (the old one is
+#: still accepted, with a FutureWarning, by the function and in a spec)
+RENAMED: dict[tuple[str, str], str] = {
+    ("warmup_linear", "total"): "total_steps",
+    ("warmup_cosine", "total"): "total_steps",
+    ("polynomial", "end_lr"): "min_lr",
+}
+
+
+def renamed(fn: str, old: str, value: object, new: str, new_value: object) -> object:
+    """``new``'s value, given as ``new`` or (deprecated) as ``old``: a FutureWarning for the
+    old key, a TypeError for both or neither."""
+    if value is None:
+        if new_value is None:
+            raise TypeError(f"{fn}: missing required argument {new!r}")
+        return new_value
+    if new_value is not None:
+        raise TypeError(f"{fn}: give {new!r} only ({old!r} is its old name)")
+    warnings.warn(
+        f"{fn}: {old!r} is now {new!r}, the key every schedule uses; {old!r} will be removed",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return value
+
+
+class _Migrates:
+    """Loads a pickle made before a field was renamed (:data:`RENAMED`), so a checkpoint
+    holding the schedule still resumes."""
+
+    _old_fields: dict[str, str] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        state = {self._old_fields.get(k, k): v for k, v in state.items()}
+        self.__dict__.update(state)
 
 
 # ----------------------------------------------------------------------------- classes
@@ -107,22 +145,23 @@ class Exponential(Schedule):
 
 
 @dataclass(frozen=True)
-class Polynomial(Schedule):
+class Polynomial(_Migrates, Schedule):
     lr: float
     total_steps: int
     power: float = 1.0
-    end_lr: float = 0.0
+    min_lr: float = 0.0
+    _old_fields = {"end_lr": "min_lr"}
 
     def __post_init__(self) -> None:
         _set(self, "lr", as_float("polynomial", "lr", self.lr))
         _set(self, "total_steps", as_int("polynomial", "total_steps", self.total_steps))
         _set(self, "power", as_float("polynomial", "power", self.power, strict=True))
-        _set(self, "end_lr", as_float("polynomial", "end_lr", self.end_lr))
+        _set(self, "min_lr", as_float("polynomial", "min_lr", self.min_lr))
 
     def value(self, t: int) -> float:
         frac = 1.0 - min(t, self.total_steps) / self.total_steps
         f = frac**self.power
-        return self.lr * f + self.end_lr * (1.0 - f)  # exact at both ends
+        return self.lr * f + self.min_lr * (1.0 - f)  # exact at both ends
 
 
 @dataclass(frozen=True)
@@ -195,43 +234,46 @@ class LinearWarmup(Schedule):
 
 def _check_warmup_total(fn: str, warmup: object, total: object) -> tuple[int, int]:
     w = as_int(fn, "warmup", warmup, minimum=0)
-    n = as_int(fn, "total", total)
+    n = as_int(fn, "total_steps", total)
     if w > n:
-        raise ValueError(f"{fn}: warmup must be <= total ({n}), got {w}")
+        raise ValueError(f"{fn}: warmup must be <= total_steps ({n}), got {w}")
     return w, n
 
 
 @dataclass(frozen=True)
-class WarmupLinear(Schedule):
+class WarmupLinear(_Migrates, Schedule):
     lr: float
     warmup: int
-    total: int
+    total_steps: int
+    _old_fields = {"total": "total_steps"}
 
     def __post_init__(self) -> None:
         _set(self, "lr", as_float("warmup_linear", "lr", self.lr))
-        w, n = _check_warmup_total("warmup_linear", self.warmup, self.total)
+        w, n = _check_warmup_total("warmup_linear", self.warmup, self.total_steps)
         _set(self, "warmup", w)
-        _set(self, "total", n)
+        _set(self, "total_steps", n)
 
     def value(self, t: int) -> float:
         if t < self.warmup:
             return self.lr * t / max(1, self.warmup)
-        return self.lr * max(0.0, (self.total - t) / max(1, self.total - self.warmup))
+        n = self.total_steps
+        return self.lr * max(0.0, (n - t) / max(1, n - self.warmup))
 
 
 @dataclass(frozen=True)
-class WarmupCosine(Schedule):
+class WarmupCosine(_Migrates, Schedule):
     lr: float
     warmup: int
-    total: int
+    total_steps: int
     min_lr: float = 0.0
     num_cycles: float = 0.5
+    _old_fields = {"total": "total_steps"}
 
     def __post_init__(self) -> None:
         _set(self, "lr", as_float("warmup_cosine", "lr", self.lr))
-        w, n = _check_warmup_total("warmup_cosine", self.warmup, self.total)
+        w, n = _check_warmup_total("warmup_cosine", self.warmup, self.total_steps)
         _set(self, "warmup", w)
-        _set(self, "total", n)
+        _set(self, "total_steps", n)
         _set(self, "min_lr", as_float("warmup_cosine", "min_lr", self.min_lr))
         nc = as_float("warmup_cosine", "num_cycles", self.num_cycles, strict=True)
         _set(self, "num_cycles", nc)
@@ -239,7 +281,7 @@ class WarmupCosine(Schedule):
     def value(self, t: int) -> float:
         if t < self.warmup:
             return self.lr * t / max(1, self.warmup)
-        progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
+        progress = min(1.0, (t - self.warmup) / max(1, self.total_steps - self.warmup))
         f = max(0.0, 0.5 * (1.0 + math.cos(math.pi * 2.0 * self.num_cycles * progress)))
         return self.lr * f + self.min_lr * (1.0 - f)
 
@@ -581,10 +623,18 @@ def exponential(lr: float, gamma: float) -> Schedule:
     return Exponential(lr, gamma)
 
 
-def polynomial(lr: float, total_steps: int, power: float = 1.0, end_lr: float = 0.0) -> Schedule:
-    r"""Polynomial decay from ``lr`` to ``end_lr`` over ``total_steps``, then constant.
+def polynomial(
+    lr: float,
+    total_steps: int,
+    power: float = 1.0,
+    min_lr: float | None = None,
+    *,
+    end_lr: float | None = None,
+) -> Schedule:
+    r"""Polynomial decay from ``lr`` to ``min_lr`` over ``total_steps``, then constant.
 
-    With ``end_lr = 0`` this is ``torch``'s ``PolynomialLR`` (``total_iters = total_steps``).
+    With ``min_lr = 0`` (the default) this is ``torch``'s ``PolynomialLR`` (``total_iters =
+    total_steps``). ``end_lr`` is ``min_lr``'s old name (a FutureWarning).
 
     .. math::
         \eta_t = (\eta - \eta_{end}) \left(1 - \frac{\min(t, T)}{T}\right)^{p} + \eta_{end}
@@ -593,7 +643,9 @@ def polynomial(lr: float, total_steps: int, power: float = 1.0, end_lr: float = 
     >>> s(0), s(2), s(4), s(100)
     (1.0, 0.25, 0.0, 0.0)
     """
-    return Polynomial(lr, total_steps, power, end_lr)
+    if end_lr is not None or min_lr is not None:
+        min_lr = renamed("polynomial", "end_lr", end_lr, "min_lr", min_lr)  # type: ignore[assignment]
+    return Polynomial(lr, total_steps, power, 0.0 if min_lr is None else min_lr)
 
 
 def inverse_sqrt(lr: float, warmup: int = 0, timescale: float | None = None) -> Schedule:
@@ -675,8 +727,11 @@ def linear_warmup(lr: float, warmup: int, start_lr: float = 0.0) -> Schedule:
     return LinearWarmup(lr, warmup, start_lr)
 
 
-def warmup_linear(lr: float, warmup: int, total: int) -> Schedule:
-    r"""Linear warm-up then linear decay to 0 at ``total``.
+def warmup_linear(
+    lr: float, warmup: int, total_steps: int | None = None, *, total: int | None = None
+) -> Schedule:
+    r"""Linear warm-up then linear decay to 0 at ``total_steps`` (required; ``total`` is its
+    old name, a FutureWarning).
 
     The shape of HuggingFace's ``get_linear_schedule_with_warmup``:
 
@@ -686,17 +741,25 @@ def warmup_linear(lr: float, warmup: int, total: int) -> Schedule:
             \eta \max\!\left(0, \frac{T - t}{\max(1, T - w)}\right) & t \ge w
         \end{cases}
 
-    >>> s = warmup_linear(1.0, warmup=2, total=6)
+    >>> s = warmup_linear(1.0, warmup=2, total_steps=6)
     >>> [s(t) for t in range(8)]
     [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
-    return WarmupLinear(lr, warmup, total)
+    n = renamed("warmup_linear", "total", total, "total_steps", total_steps)
+    return WarmupLinear(lr, warmup, n)  # type: ignore[arg-type]
 
 
 def warmup_cosine(
-    lr: float, warmup: int, total: int, min_lr: float = 0.0, num_cycles: float = 0.5
+    lr: float,
+    warmup: int,
+    total_steps: int | None = None,
+    min_lr: float = 0.0,
+    num_cycles: float = 0.5,
+    *,
+    total: int | None = None,
 ) -> Schedule:
-    r"""Linear warm-up then cosine decay to ``min_lr`` at ``total``.
+    r"""Linear warm-up then cosine decay to ``min_lr`` at ``total_steps`` (required; ``total``
+    is its old name, a FutureWarning).
 
     The shape of HuggingFace's ``get_cosine_schedule_with_warmup`` (``min_lr = 0``) and
     ``get_cosine_with_min_lr_schedule_with_warmup``. With
@@ -709,13 +772,14 @@ def warmup_cosine(
             \max\!\left(0, \tfrac12 \left(1 + \cos(2 \pi c\, p)\right)\right) & t \ge w
         \end{cases}
 
-    Unlike HuggingFace, :math:`p` stops at 1, so the value after ``total`` is held.
+    Unlike HuggingFace, :math:`p` stops at 1, so the value after ``total_steps`` is held.
 
-    >>> s = warmup_cosine(1.0, warmup=10, total=110)
+    >>> s = warmup_cosine(1.0, warmup=10, total_steps=110)
     >>> s(5), s(10), round(s(60), 12), s(110), s(500)
     (0.5, 1.0, 0.5, 0.0, 0.0)
     """
-    return WarmupCosine(lr, warmup, total, min_lr, num_cycles)
+    n = renamed("warmup_cosine", "total", total, "total_steps", total_steps)
+    return WarmupCosine(lr, warmup, n, min_lr, num_cycles)  # type: ignore[arg-type]
 
 
 def transformer(d_model: int, warmup: int, scale: float = 1.0) -> Schedule:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,7 +89,7 @@ def parse_items(
 
 
 def from_spec(spec: str, lr: float | None = None) -> Schedule:
-    """Build a schedule from a spec such as ``"warmup_cosine:warmup=50,total=500"``.
+    """Build a schedule from a spec such as ``"warmup_cosine:warmup=50,total_steps=500"``.
 
     ``lr`` fills the schedule's learning-rate argument (``max_lr`` for ``one_cycle``; not
     used by ``cyclic``, which needs both bounds, nor ``transformer``, which has ``scale``)
@@ -98,7 +99,7 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
 
     >>> from_spec("cosine:lr=0.1,total_steps=100")
     Cosine(lr=0.1, total_steps=100, min_lr=0.0)
-    >>> from_spec("warmup_cosine:warmup=50,total=500", lr=0.1)(50)
+    >>> from_spec("warmup_cosine:warmup=50,total_steps=500", lr=0.1)(50)
     0.1
     """
     if not isinstance(spec, str):
@@ -108,15 +109,32 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(sorted(SCHEDULES))}")
     factory = SCHEDULES[name]
-    params = inspect.signature(factory).parameters
+    params = {
+        k: p for k, p in inspect.signature(factory).parameters.items()
+        if (name, k) not in shapes.RENAMED  # an old key: accepted below, not listed
+    }  # fmt: skip
     allowed = ", ".join(params)
-    kwargs = parse_items(name, spec, body, list(params), _FORM)
+    old = [k for (n, k) in shapes.RENAMED if n == name]
+    kwargs = parse_items(name, spec, body, [*params, *old], _FORM)
+    for key in old:
+        if key in kwargs:
+            new = shapes.RENAMED[(name, key)]
+            if new in kwargs:
+                raise ValueError(f"{name}: give {new!r} only ({key!r} is its old name)")
+            warnings.warn(
+                f"{name}: key {key!r} is now {new!r}, the key every schedule uses; "
+                f"{key!r} will be removed",
+                FutureWarning,
+                stacklevel=2,
+            )
+            kwargs[new] = kwargs.pop(key)
     lr_arg = _LR_ARG.get(name, "lr")
     if lr is not None and lr_arg is not None and lr_arg not in kwargs:
         kwargs[lr_arg] = lr
-    missing = [
-        k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kwargs
-    ]
+    # (a renamed key has a default of None in the function, so that either name can be given)
+    required = {k for k, p in params.items() if p.default is inspect.Parameter.empty}
+    required |= {new for (n, _), new in shapes.RENAMED.items() if n == name and new in params}
+    missing = [k for k in params if k in required and k not in kwargs]
     if missing:
         raise ValueError(
             f"{name}: missing required key(s) {', '.join(missing)}; allowed: {allowed}"
