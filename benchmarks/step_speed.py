@@ -24,6 +24,7 @@ Usage::
     python benchmarks/step_speed.py --quick         # small sizes, a smoke test
     python benchmarks/step_speed.py --lr-free       # those tables only: docs/benchmarks-lr-free.md
     python benchmarks/step_speed.py --lr-free --only DoG,Prodigy --out /tmp/lr.md
+    python benchmarks/step_speed.py --course        # AdaBound, AMSBound, SGDW: benchmarks-course.md
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ class Algo:
     #: a learning-rate-free optimizer's reference package and class ("module:Class"), whose
     #: own step is timed beside adaptlr's where the package is installed
     reference: str | None = None
+    #: what the reference class takes besides ``cfg`` (AMSBound is adabound's amsbound=True)
+    reference_cfg: dict[str, Any] = field(default_factory=dict)
 
 
 def user_chain() -> core.Transform:
@@ -127,6 +130,23 @@ def lr_free_algorithms() -> list[Algo]:
         Algo(
             "RAdamScheduleFree", adaptlr.RAdamScheduleFree, None, {"lr": 0.0025},
             reference="schedulefree:RAdamScheduleFree",
+        ),
+    ]  # fmt: skip
+
+
+def course_algorithms() -> list[Algo]:
+    """The course's optimizers after Adam (issue 19), with their packages' defaults, against
+    those packages' steps: AdaBound and AMSBound (adabound), SGDW (torch-optimizer, with
+    momentum 0.9 and weight decay 1e-2: decoupled decay is what it adds to SGD)."""
+    return [
+        Algo("AdaBound", adaptlr.AdaBound, None, {"lr": 1e-3}, reference="adabound:AdaBound"),
+        Algo(
+            "AMSBound", adaptlr.AMSBound, None, {"lr": 1e-3},
+            reference="adabound:AdaBound", reference_cfg={"amsbound": True},
+        ),
+        Algo(
+            "SGDW", adaptlr.SGDW, None, {"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-2},
+            reference="torch_optimizer:SGDW",
         ),
     ]  # fmt: skip
 
@@ -248,7 +268,9 @@ def implementations(algo: Algo) -> list[tuple[str, Callable[[list], Any]]]:
     ]
     ref = reference_class(algo)
     if ref is not None:
-        impls.append((REFERENCE, lambda ps: _in_train_mode(ref(ps, **algo.cfg))))
+        impls.append(
+            (REFERENCE, lambda ps: _in_train_mode(ref(ps, **algo.cfg, **algo.reference_cfg)))
+        )
     if algo.torch_cls is not None:
         cls = algo.torch_cls
         impls.append(("torch for-loop", lambda ps: cls(ps, **algo.cfg, foreach=False)))
@@ -557,8 +579,10 @@ def run(args: argparse.Namespace) -> str:
         counts = [int(c) for c in args.counts.split(",")]
         shapes = [s for s in shapes if s[1] in counts]
     bw = bandwidth(device, min(big, 1 << 27) if device == "cuda" else 1 << 26)
-    algos = [] if args.lr_free else algorithms(device)
-    lr_free = lr_free_algorithms()
+    args.course = getattr(args, "course", False)
+    algos = [] if args.lr_free or args.course else algorithms(device)
+    lr_free = course_algorithms() if args.course else lr_free_algorithms()
+    suffix = ", the course's optimizers" if args.course else ", learning-rate-free optimizers"
     if args.only:
         names = args.only.split(",")
         algos = [a for a in algos if a.name in names]
@@ -591,7 +615,7 @@ def run(args: argparse.Namespace) -> str:
             )
         tables = [(algos, TORCH_HEAD, title)]
         if not channels_last:
-            tables.append((lr_free, LR_FREE_HEAD, title + ", learning-rate-free optimizers"))
+            tables.append((lr_free, LR_FREE_HEAD, title + suffix))
         for table_algos, head, heading in tables:
             if channels_last:
                 table_algos = [a for a in table_algos if a.name == "Adam"]
@@ -626,7 +650,7 @@ def run(args: argparse.Namespace) -> str:
             lines.append("")
     if args.passes and device == "cpu":
         lines += pass_table(lr_free, shapes[0][0], shapes[0][1], 12)
-    if not args.quick and not args.no_memory and not args.lr_free:
+    if not args.quick and not args.no_memory and algos:
         lines += mem_table(algos, big, device)
     lines.append(f"Load average at the end: {load()}.")
     return "\n".join(lines) + "\n"
@@ -709,6 +733,17 @@ bytes of every pass. *adaptlr / reference* below 1 means adaptlr is faster.
 """
 
 
+COURSE_NOTES = """\
+The course's optimizers after Adam, each with its package's defaults (SGDW with momentum 0.9 and
+weight decay 1e-2), against that package's own step (*reference package*: adabound 0.0.5's
+`AdaBound`, with `amsbound=True` for AMSBound; torch-optimizer 0.3.0's `SGDW`). Timed side by
+side in rounds, as the other tables (see docs/benchmarks.md). *passes* lists the float32 words
+per parameter the fused step loads + stores, counted from the traced program; the *floor*
+moves those bytes at the streaming bandwidth. *adaptlr / reference* below 1 means adaptlr is
+faster.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -730,15 +765,29 @@ def main() -> None:
         help="the learning-rate-free optimizers' tables only (default out "
         "docs/benchmarks-lr-free.md)",
     )
+    ap.add_argument(
+        "--course",
+        action="store_true",
+        help="AdaBound, AMSBound and SGDW against their packages only (default out "
+        "docs/benchmarks-course.md)",
+    )
     ap.add_argument("--out", default=None, help="markdown file (default docs/benchmarks.md)")
     args = ap.parse_args()
     table = run(args)
     cmd = "python benchmarks/step_speed.py " + " ".join(sys.argv[1:])
-    default = "docs/benchmarks-lr-free.md" if args.lr_free else "docs/benchmarks.md"
+    default = "docs/benchmarks.md"
+    title, notes = "Step speed", NOTES + "\n" + LR_FREE_NOTES
+    if args.lr_free:
+        default, title = (
+            "docs/benchmarks-lr-free.md",
+            "Step speed of the learning-rate-free optimizers",
+        )
+        notes = LR_FREE_NOTES
+    if args.course:
+        default, title = "docs/benchmarks-course.md", "Step speed of the course's optimizers"
+        notes = COURSE_NOTES
     out = Path(args.out) if args.out else (None if args.quick else ROOT / default)
     if out is not None:
-        title = "Step speed of the learning-rate-free optimizers" if args.lr_free else "Step speed"
-        notes = LR_FREE_NOTES if args.lr_free else NOTES + "\n" + LR_FREE_NOTES
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(
             f"# {title}\n\nMeasured with `" + cmd.strip() + "` (one run, side by side; "

@@ -201,7 +201,7 @@ class LRFinderResult:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+        fig = Figure(figsize=(8.4, 4.2), layout="constrained")
         FigureCanvasAgg(fig)
         self._draw(fig.add_subplot())
         path = Path(path_or_ax)
@@ -227,7 +227,8 @@ class LRFinderResult:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss")
         ax.set_title("LR range test" + (" (stopped at divergence)" if self.stopped_early else ""))
-        ax.legend(fontsize=8)
+        # (to the right of the axes: inside, it covered the flat start of the curve)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 # -- saving and restoring ------------------------------------------------------------------------

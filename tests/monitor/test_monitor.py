@@ -252,6 +252,42 @@ def test_dashboard_and_report(tmp_path):
     assert Image.open(plot_dashboard(mon2.records, tmp_path / "b.png")).size[1] > 300
 
 
+def test_dashboard_log_axes_skip_zeros_and_legends_lie_outside(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from adaptlr.schedules import warmup_cosine
+
+    drawn = []
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **kw: (drawn.append(fig), save(fig, *a, **kw))[1]
+    )
+    params = _params()
+    # the warm-up's first lr is 0: the first update (and eta/sigma) is exactly 0
+    opt = adaptlr.Adam(params, lr=warmup_cosine(0.01, 5, 40), fused=False)
+    mon = Monitor(opt, window=10)
+    for _ in range(40):
+        _step(opt, params, [torch.randn_like(p) for p in params])
+        mon.record(1.0)
+    assert mon.records[0]["update_norm"] == 0
+    png = plot_dashboard(mon, tmp_path / "d.png", window=10)
+    assert png.exists()
+    (fig,) = drawn
+    fig.canvas.draw()
+    _, ax_grad, ax_lr, _ = fig.axes
+    smallest = min(r["update_norm"] for r in mon.records if r["update_norm"] > 0)
+    for ax in (ax_grad, ax_lr):  # a floor at 1e-30 once stretched these over 36 decades
+        lo, hi = ax.get_ylim()
+        assert lo > 1e-3 * smallest and math.log10(hi / lo) < 12, (lo, hi)
+    assert fig.get_figwidth() * fig.dpi >= 1000  # wide enough to read at the report's width
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert len(legends) >= 2
+    for leg in legends:
+        for ax in fig.axes:
+            assert not leg.get_window_extent().overlaps(ax.get_window_extent())
+    assert "$" in ax_lr.get_ylabel() and "$" in fig.axes[3].get_ylabel()  # mathtext
+
+
 def test_tensorboard_events_or_warning(tmp_path):
     p = torch.nn.Parameter(torch.ones(3))
     opt = adaptlr.Adam([p], lr=0.1, fused=False)

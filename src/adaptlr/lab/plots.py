@@ -26,12 +26,15 @@ from .surfaces import Surface  # noqa: E402
 __all__ = [
     "COLORS",
     "contour",
+    "contour_grid",
     "surface3d",
     "loss_curves",
     "effective_lr",
     "schedules",
     "animate",
     "save",
+    "legend_outside",
+    "positive",
 ]
 
 #: one colour per optimizer, in order
@@ -50,9 +53,52 @@ COLORS = [
 
 
 def new_figure(w: float, h: float) -> Figure:
+    """A figure with constrained layout on the Agg canvas (no pyplot)."""
     fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def legend_outside(
+    fig: Figure,
+    handles: Sequence | None = None,
+    labels: Sequence[str] | None = None,
+    *,
+    ncols: int = 2,
+    fontsize: float = 8,
+    title: str | None = None,
+) -> None:
+    """One legend for the whole figure, below its axes: it never covers a curve.
+
+    ``handles``/``labels`` default to those of every axes, each label once.
+    """
+    if handles is None:
+        seen: dict[str, object] = {}
+        for ax in fig.axes:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(lab, h)
+        labels, handles = list(seen), list(seen.values())
+    if not handles:
+        return
+    fig.legend(
+        handles,
+        labels if labels is not None else [h.get_label() for h in handles],
+        loc="outside lower center",
+        ncols=min(ncols, len(handles)),
+        fontsize=fontsize,
+        frameon=False,
+        title=title,
+        title_fontsize=fontsize,
+    )
+
+
+def positive(y: np.ndarray) -> np.ndarray:
+    """``y`` with zeros, negatives and non-finite values as NaN: log axes skip them.
+
+    A floor (1e-30) instead would stretch the axis over thirty decades for one zero.
+    """
+    y = np.asarray(y, dtype=float)
+    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
 
 
 def _grid(surface: Surface, n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,11 +134,17 @@ def _draw_contour(ax: Axes, surface: Surface) -> None:
 
 
 def _draw_paths(
-    ax: Axes, trajectories: Sequence[Trajectory], max_paths: int, upto: int | None = None
+    ax: Axes,
+    trajectories: Sequence[Trajectory],
+    max_paths: int,
+    upto: int | None = None,
+    color: str | None = None,
+    linestyles: Sequence[str] = ("-",),
 ) -> list:
     lines = []
     for i, tr in enumerate(trajectories):
-        color = COLORS[i % len(COLORS)]
+        color_i = color or COLORS[i % len(COLORS)]
+        ls = linestyles[i % len(linestyles)]
         n = min(tr.runs, max_paths)
         lw = 1.6 if n == 1 else 0.7
         for r in range(n):
@@ -100,8 +152,8 @@ def _draw_paths(
             (line,) = ax.plot(
                 pts[:, 0],
                 pts[:, 1],
-                "-",
-                color=color,
+                ls,
+                color=color_i,
                 lw=lw,
                 alpha=1.0 if n == 1 else 0.6,
                 marker="." if n == 1 and tr.steps <= 300 else None,
@@ -109,7 +161,7 @@ def _draw_paths(
                 label=tr.label if r == 0 else None,
             )
             lines.append(line)
-            ax.plot(*tr.params[0, r], "o", color=color, markersize=4 if n > 1 else 6)
+            ax.plot(*tr.params[0, r], "o", color=color_i, markersize=4 if n > 1 else 6)
     return lines
 
 
@@ -122,15 +174,45 @@ def contour(
     ax: Axes | None = None,
     size: tuple[float, float] = (7.0, 5.0),
 ) -> Figure:
-    """Contour plot of ``surface`` with one colour per trajectory and a legend."""
-    fig = ax.figure if ax is not None else new_figure(*size)
+    """Contour plot of ``surface`` with one colour per trajectory and a legend below it.
+
+    Given ``ax``, draws there and leaves the legend to the caller.
+    """
+    own = ax is None
+    fig = new_figure(*size) if own else ax.figure
     ax = ax or fig.add_subplot()
     _draw_contour(ax, surface)
     _draw_paths(ax, trajectories, max_paths)
-    if trajectories:
-        ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    if trajectories and own:
+        legend_outside(fig)
     ax.set_title(title or surface.name)
     return fig  # type: ignore[return-value]
+
+
+def contour_grid(
+    trajectories: Sequence[Trajectory],
+    *,
+    title: str | None = None,
+    max_paths: int = 64,
+    size: tuple[float, float] | None = None,
+) -> Figure:
+    """Small multiples: one contour panel per trajectory, each on its own surface.
+
+    Paths that follow each other closely (the same rule with a slightly different η) hide
+    one another on one contour; side by side, each is seen whole, in its own colour.
+    """
+    n = len(trajectories)
+    fig = new_figure(*(size or (4.6 * n, 4.2)))
+    axes = np.atleast_1d(fig.subplots(1, n, sharex=True, sharey=True))
+    for i, (ax, tr) in enumerate(zip(axes, trajectories)):
+        _draw_contour(ax, tr.surface)
+        _draw_paths(ax, [tr], max_paths, color=COLORS[i % len(COLORS)])
+        ax.set_title(tr.label, fontsize=9)
+        if i:
+            ax.set_ylabel("")
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 def surface3d(
@@ -152,7 +234,7 @@ def surface3d(
             label=tr.label,
         )
     if trajectories:
-        ax.legend(fontsize=8)
+        legend_outside(fig)
     ax.set_xlabel("$w_1$")
     ax.set_ylabel("$w_2$")
     ax.set_zlabel("loss")
@@ -160,61 +242,108 @@ def surface3d(
     return fig
 
 
-def _band(ax: Axes, y: np.ndarray, color: str, label: str, floor: float = 1e-30) -> None:
-    """Median over runs with a 10-90% band; values are floored so log axes accept them."""
-    y = np.maximum(np.where(np.isfinite(y), y, np.nan), floor)
+BAND = (10, 90)  #: percentiles of the shaded band around the median over start points
+
+
+def _band(ax: Axes, y: np.ndarray, color: str, ls: str = "-") -> tuple | object:
+    """Median over runs with a 10-90% band (one run: its line); returns the legend handle.
+
+    Zeros (a run exactly at the minimum) are left out of the log axis, not floored; a band
+    whose lower edge is 0 reaches down to the lowest value drawn.
+    """
+    y = np.where(np.isfinite(y), y, np.nan)
     t = np.arange(y.shape[0])
     if y.shape[1] == 1:
-        ax.plot(t, y[:, 0], color=color, lw=1.2, label=label)
-        return
-    lo, med, hi = np.nanpercentile(y, [10, 50, 90], axis=1)
-    ax.plot(t, med, color=color, lw=1.2, label=f"{label} (median)")
-    ax.fill_between(t, lo, hi, color=color, alpha=0.2, lw=0)
+        (line,) = ax.plot(t, positive(y[:, 0]), ls, color=color, lw=1.2)
+        return line
+    lo, med, hi = np.nanpercentile(y, [BAND[0], 50, BAND[1]], axis=1)
+    lo, med, hi = positive(lo), positive(med), positive(hi)
+    (line,) = ax.plot(t, med, ls, color=color, lw=1.2)
+    shown = np.concatenate([lo, med])
+    if np.isfinite(shown).any():
+        lo = np.where(np.isnan(lo) & ~np.isnan(hi), np.nanmin(shown), lo)
+    patch = ax.fill_between(t, lo, hi, color=color, alpha=0.2, lw=0)
+    return (patch, line)  # drawn in the legend as the line over its band
 
 
-def loss_curves(trajectories: Sequence[Trajectory], *, title: str | None = None) -> Figure:
-    """Loss above the minimum and gradient norm over the steps, both on log scales."""
-    fig = new_figure(9.0, 3.6)
+def loss_curves(
+    trajectories: Sequence[Trajectory],
+    *,
+    title: str | None = None,
+    linestyles: Sequence[str] = ("-",),
+) -> Figure:
+    """Loss above the minimum and gradient norm over the steps, both on log scales.
+
+    Several start points: the median with the 10-90% band, both in the legend.
+    ``linestyles`` cycle over the trajectories, so curves that coincide stay visible.
+    """
+    fig = new_figure(9.0, 3.6 + 0.25 * ((len(trajectories) + 1) // 2))
     ax1, ax2 = fig.subplots(1, 2)
+    handles, labels = [], []
     for i, tr in enumerate(trajectories):
         color = COLORS[i % len(COLORS)]
-        _band(ax1, tr.gap(), color, tr.label)
-        _band(ax2, tr.grad_norm, color, tr.label)
+        ls = linestyles[i % len(linestyles)]
+        handles.append(_band(ax1, tr.gap(), color, ls))
+        _band(ax2, tr.grad_norm, color, ls)
+        many = tr.runs > 1
+        labels.append(
+            f"{tr.label}: median, band {BAND[0]}–{BAND[1]}% of {tr.runs} starts"
+            if many
+            else tr.label
+        )
     known = trajectories and trajectories[0].surface.min_value is not None
-    ax1.set_ylabel("loss − min" if known else "loss")
-    ax2.set_ylabel("‖gradient‖")
+    ax1.set_ylabel(r"loss $-$ min" if known else "loss")
+    ax2.set_ylabel(r"$\|\nabla L\|$ (gradient norm)")
     for ax in (ax1, ax2):
         ax.set_yscale("log")
-        ax.set_xlabel("step")
+        ax.set_xlabel("step $t$")
         ax.grid(True, which="major", alpha=0.3)
-    ax1.legend(fontsize=8)
+    legend_outside(fig, handles, labels)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def effective_lr(trajectories: Sequence[Trajectory], *, title: str | None = None) -> Figure:
-    """Per coordinate: eta_t/sigma_t (left) and the size of the step |Δw_i| (right)."""
-    fig = new_figure(9.0, 3.6)
-    ax1, ax2 = fig.subplots(1, 2)
+def effective_lr(
+    trajectories: Sequence[Trajectory], *, title: str | None = None, by_run: bool = False
+) -> Figure:
+    """Per coordinate: eta_t/sigma_t (left) and the size of the step |Δw_i| (right).
+
+    ``by_run``: one row per trajectory (shared axes), for runs whose curves coincide.
+    """
+    rows = len(trajectories) if by_run else 1
+    fig = new_figure(9.0, 2.9 * rows + 0.9)
+    axes = fig.subplots(rows, 2, sharex=True, sharey="col", squeeze=False)
     for i, tr in enumerate(trajectories):
         color = COLORS[i % len(COLORS)]
+        ax1, ax2 = axes[i if by_run else 0]
         for c, style in ((0, "-"), (1, "--")):
             lab = f"{tr.label}, $w_{c + 1}$"
             if tr.effective_lr is not None:
                 y = np.nanmedian(tr.effective_lr[:, :, c], axis=1)
-                ax1.plot(y, style, color=color, lw=1.1, label=lab)
+                ax1.plot(positive(y), style, color=color, lw=1.1, label=lab)
             else:
-                ax1.plot(tr.lr, style, color=color, lw=1.1, label=f"{lab} (η, no σ)")
+                ax1.plot(
+                    positive(tr.lr),
+                    style,
+                    color=color,
+                    lw=1.1,
+                    label=rf"{lab} ($\eta$, no $\sigma$)",
+                )
             s = np.nanmedian(np.abs(tr.step[:, :, c]), axis=1)
-            ax2.plot(np.maximum(s, 1e-20), style, color=color, lw=1.0, label=lab)
-    ax1.set_ylabel("effective lr  η_t / σ_t")
-    ax2.set_ylabel("step size |Δw_i|")
-    for ax in (ax1, ax2):
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.grid(True, alpha=0.3)
-    ax1.legend(fontsize=7)
+            # an exact 0 step (the run sits on the minimum) is left out, not floored
+            ax2.plot(positive(s), style, color=color, lw=1.0, label=lab)
+        if by_run:
+            ax1.set_title(tr.label, fontsize=9, loc="left")
+    for ax1, ax2 in axes:
+        ax1.set_ylabel(r"effective lr $\eta_t/\sigma_t$")
+        ax2.set_ylabel(r"step size $|\Delta w_i|$")
+        for ax in (ax1, ax2):
+            ax.set_yscale("log")
+            ax.grid(True, alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("step $t$")
+    legend_outside(fig, ncols=2 if len(trajectories) < 3 else 3, fontsize=7)
     if title:
         fig.suptitle(title)
     return fig
@@ -229,10 +358,10 @@ def schedules(
     t = np.arange(steps)
     for i, (name, fn) in enumerate(curves.items()):
         ax.plot(t, [float(fn(int(k))) for k in t], color=COLORS[i % len(COLORS)], label=name)
-    ax.set_xlabel("step t")
-    ax.set_ylabel("η_t")
+    ax.set_xlabel("step $t$")
+    ax.set_ylabel(r"$\eta_t$")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(fig, ncols=len(curves))
     ax.set_title(title or "learning-rate schedule")
     return fig
 
@@ -246,17 +375,19 @@ def animate(
     fps: int = 12,
     max_paths: int = 16,
     title: str | None = None,
+    linestyles: Sequence[str] = ("-",),
 ) -> Path:
     """An animated GIF of the trajectories growing over the contour plot; returns its path.
 
     The contour is drawn once; each frame only moves the lines' data, then the Agg buffer is
-    handed to Pillow (no ffmpeg, no pyplot).
+    handed to Pillow (no ffmpeg, no pyplot). ``linestyles`` cycle over the trajectories:
+    dashes let a path that follows another show both colours.
     """
     fig = new_figure(6.0, 4.2)
     ax = fig.add_subplot()
     _draw_contour(ax, surface)
-    lines = _draw_paths(ax, trajectories, max_paths, upto=1)
-    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    lines = _draw_paths(ax, trajectories, max_paths, upto=1, linestyles=linestyles)
+    legend_outside(fig)
     ax.set_title(title or surface.name)
     label = ax.text(0.02, 0.03, "", transform=ax.transAxes, fontsize=9, color="w")
     for artist in (*lines, label):

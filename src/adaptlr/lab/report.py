@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,22 +16,29 @@ from .scenarios import SCENARIOS, Scenario
 __all__ = ["write_demo", "progress"]
 
 
-def progress(items: Iterable[Any], total: int, stream: TextIO | None = None) -> Iterable[Any]:
-    """Yield ``items`` while drawing ``[####....] i/total name`` on ``stream`` (stderr)."""
-    stream = stream or sys.stderr
-    width = 24
-    for i, item in enumerate(items):
-        _bar(stream, i, total, width, str(item[0] if isinstance(item, tuple) else item))
-        yield item
-    _bar(stream, total, total, width, "done")
-    stream.write("\n")
-    stream.flush()
+def progress(items: Iterable[Any], total: int, stream: TextIO | None = None) -> Iterator[Any]:
+    """Yield ``items`` with a tqdm bar on ``stream`` (stderr) naming the current item.
 
-
-def _bar(stream: TextIO, i: int, total: int, width: int, name: str) -> None:
-    filled = int(width * i / max(total, 1))
-    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {i}/{total} {name:<12}")
-    stream.flush()
+    Quiet when ``stream`` is not a terminal (a log, CI, a test), and without tqdm installed.
+    """
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with the "lab" extra; without it, no bar
+        yield from items
+        return
+    bar = tqdm(
+        items,
+        total=total,
+        file=stream or sys.stderr,
+        disable=None,  # None: off unless the stream is a terminal
+        desc="adaptlr demo",
+        unit="section",
+        dynamic_ncols=True,
+    )
+    with bar:
+        for item in bar:
+            bar.set_postfix_str(str(item[0] if isinstance(item, tuple) else item))
+            yield item
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -51,6 +58,7 @@ table { border-collapse: collapse; margin: 0.8em 0; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
 th { background: #eee; }
 p.note { color: #555; font-size: 0.9em; }
+figure { margin: 1em 0; }
 """
 
 
@@ -73,8 +81,11 @@ def write_demo(
     sections: list[str] = []
     steps = [*scenarios.items(), ("monitor", None), ("lr_find", None)]
     for key, fn in progress(steps, len(steps), stream):
+        number = len(sections) + 1  # sections are numbered in the order they are written
         if fn is None:
-            sections.append(_monitor_section(out) if key == "monitor" else _lr_find_section(out))
+            section = _monitor_section(out, number) if key == "monitor" else _lr_find(out, number)
+            if section:
+                sections.append(section)
             continue
         sc = fn()
         imgs = []
@@ -87,7 +98,7 @@ def write_demo(
             imgs.append(f'<img src="{key}.gif" alt="{html.escape(sc.title)}: animation">')
         table = _table(sc.table) if sc.table else ""
         sections.append(
-            f'<section id="{key}"><h2>{html.escape(sc.title)}</h2>'
+            f'<section id="{key}"><h2>{number}. {html.escape(sc.title)}</h2>'
             f"<p>{html.escape(sc.text)}</p>{table}{''.join(imgs)}</section>"
         )
     elapsed = time.perf_counter() - t0
@@ -108,7 +119,7 @@ def write_demo(
     return index
 
 
-def _monitor_section(out: Path) -> str:
+def _monitor_section(out: Path, number: int) -> str:
     try:
         from adaptlr import monitor
     except ImportError:  # the monitor is optional for the lab
@@ -117,13 +128,12 @@ def _monitor_section(out: Path) -> str:
     if fn is None:
         return ""
     try:
-        fragment = fn(out)
+        return fn(out, number=number)  # a whole <section id="monitor">
     except NotImplementedError:  # the monitor's section is still a stub
         return ""
-    return f'<section id="monitor">{fragment}</section>'
 
 
-def _lr_find_section(out: Path) -> str:
+def _lr_find(out: Path, number: int) -> str:
     """The LR range test on the digits task (adaptlr.lab.tasks), its plot and suggestions."""
     import torch
 
@@ -142,7 +152,7 @@ def _lr_find_section(out: Path) -> str:
     res.plot(out / "lr_find_digits.png")
     rows = [{"suggestion": name, "lr": f"{lr:.3g}"} for name, lr in res.suggestions.items()]
     return (
-        '<section id="lr_find"><h2>Choosing the learning rate: the LR range test</h2>'
+        f'<section id="lr_find"><h2>{number}. Choosing the learning rate: the LR range test</h2>'
         "<p>adaptlr.lr_find on the digits task (MLP 64-128-10, batches of 64), AdamW: the lr "
         f"grows exponentially from {res.lrs[0]:.0e} over {len(res.lrs)} steps"
         + (" until the smoothed loss diverged" if res.stopped_early else "")

@@ -37,7 +37,10 @@ __all__ = [
 
 @dataclass
 class Scenario:
-    """One reproduction: its runs, the measured numbers, a paragraph and figure builders."""
+    """One reproduction: its runs, the measured numbers, a paragraph and figure builders.
+
+    ``title`` carries no number: the report numbers its sections in the order it writes them.
+    """
 
     key: str
     title: str
@@ -92,7 +95,12 @@ def stuck() -> Scenario:
     # eta = 2 / lambda_max: the steep eigen-direction's factor 1 - eta*lambda is -1, so w is
     # mirrored across the valley floor forever while the flat direction still converges
     eta = 2.0 / lam
-    tr = run(ELONGATED, f"sgd:lr={eta}", steps=STUCK_STEPS, label=f"GD, η = 2/λmax = {eta:.4f}")
+    tr = run(
+        ELONGATED,
+        f"sgd:lr={eta}",
+        steps=STUCK_STEPS,
+        label=rf"GD, $\eta = 2/\lambda_{{\max}}$ = {eta:.4f}",
+    )
     loss, gn = tr.loss[:, 0], tr.grad_norm[:, 0]
     tail = slice(int(0.8 * STUCK_STEPS), None)
     change = float((loss[tail].max() - loss[tail].min()) / loss[tail].max())
@@ -121,7 +129,7 @@ def stuck() -> Scenario:
 
     return Scenario(
         "stuck",
-        "1. Training stuck ≠ small gradient",
+        "Training stuck ≠ small gradient",
         text,
         [tr],
         m,
@@ -161,7 +169,7 @@ def tiny_lr(steps: int = TINY_STEPS) -> Scenario:
     )
     return Scenario(
         "tiny_lr",
-        "2. A tiny η never arrives",
+        "A tiny η never arrives",
         text,
         [tr],
         m,
@@ -231,7 +239,7 @@ def burst() -> Scenario:
         f"The lecture's adaptive rule θ ← θ − η g/σ with σ = sqrt(mean of past g²) "
         f"(adaptlr.RootMeanSquare, η = {BURST_LR}). It walks along the flat direction and "
         f"is within {BURST_DELTA} of the minimum in w1 after {m['near_step']} steps. The steep "
-        f"coordinate then sees only tiny gradients, so its σ shrinks and η/σ grows (right "
+        f"coordinate then sees only tiny gradients, so its σ shrinks and η/σ grows (the η/σ "
         f"figure) until a step of {m.get('peak_size', float('nan')):.2f} in w2 (median step "
         f"{m['median_steep_step']:.1e}) at step {m.get('peak_step', -1)}: the burst. Large "
         f"gradients raise σ again and the walk settles: {m.get('settled_after', -1)} steps "
@@ -241,16 +249,17 @@ def burst() -> Scenario:
         f"after {BURST_STEPS} steps."
     )
     gif = lambda path: plots.animate(  # noqa: E731
-        ELONGATED, [rms, ada], path, title="RootMeanSquare vs Adagrad"
+        ELONGATED, [rms, ada], path, title="RootMeanSquare vs Adagrad", linestyles=("-", "--")
     )
     return Scenario(
         "burst",
-        "3. Adaptive learning rate: the burst",
+        "Adaptive learning rate: the burst",
         text,
         [rms, ada],
         m,
         figure_builders={
-            "contour": lambda: plots.contour(ELONGATED, [rms, ada], title="σ = root mean square"),
+            # side by side: both follow the same path until the burst
+            "contour": lambda: plots.contour_grid([rms, ada], title="σ = root mean square or sum"),
             "effective_lr": lambda: plots.effective_lr(
                 [rms, ada], title="η/σ per coordinate and step size"
             ),
@@ -273,7 +282,7 @@ def decay() -> Scenario:
         "rms",
         steps=BURST_STEPS,
         schedule=sched,
-        label=f"RootMeanSquare, η_t = {BURST_LR}·{DECAY_GAMMA}^t",
+        label=rf"RootMeanSquare, $\eta_t = {BURST_LR}\cdot{DECAY_GAMMA}^t$",
     )
     const = run(
         ELONGATED, f"rms:lr={BURST_LR}", steps=BURST_STEPS, label=f"RootMeanSquare, η = {BURST_LR}"
@@ -281,23 +290,26 @@ def decay() -> Scenario:
     m = _burst_metrics(dec, "")
     m.update(_burst_metrics(const, "constant_"))
     text = (
-        f"The same rule and start with η_t = {BURST_LR}·{DECAY_GAMMA}^t. Since σ of the steep "
-        f"coordinate shrinks like 1/sqrt(t), η/σ only stays bounded if η_t decays; here it "
+        f"The same rule and start with ηₜ = {BURST_LR}·{DECAY_GAMMA}ᵗ. Since σ of the steep "
+        f"coordinate shrinks like 1/sqrt(t), η/σ only stays bounded if ηₜ decays; here it "
         f"does: {m['bursts']} bursts (largest steep step after arriving "
         f"{m['max_steep_step_after_near']:.1e}), and the distance to the minimum stays below "
         f"1e-3 from step {m['steps_to_reach']} on (final {m['final_distance']:.1e}). With a "
         f"constant η: {m['constant_bursts']} burst steps, largest "
-        f"{m['constant_max_steep_step_after_near']:.2f}."
+        f"{m['constant_max_steep_step_after_near']:.2f}. The two runs take the same path "
+        f"until the decayed η differs enough, so the figures draw them side by side."
     )
     return Scenario(
         "decay",
-        "4. Learning-rate decay removes the burst",
+        "Learning-rate decay removes the burst",
         text,
         [dec, const],
         m,
         figure_builders={
-            "contour": lambda: plots.contour(ELONGATED, [dec, const], title="decay vs constant"),
-            "effective_lr": lambda: plots.effective_lr([dec, const], title="η_t/σ_t and steps"),
+            "contour": lambda: plots.contour_grid([dec, const], title="decay vs constant η"),
+            "effective_lr": lambda: plots.effective_lr(
+                [dec, const], title=r"$\eta_t/\sigma_t$ and steps", by_run=True
+            ),
             "schedule": lambda: plots.schedules(
                 {"exponential decay": sched, "constant": schedules.constant(BURST_LR)},
                 BURST_STEPS,
@@ -319,6 +331,7 @@ WARM_SURFACE = replace(
     RASTRIGIN.scaled(WARM_SCALE, name="rastrigin/100"), window=((-2.5, 2.5), (-2.5, 2.5))
 )
 WARM_SURFACE_FULL = replace(RASTRIGIN, window=((-2.5, 2.5), (-2.5, 2.5)))
+ADAM_BETA1 = 0.9  # adaptlr.Adam's default beta1, which the "adam" runs use
 
 
 def _warm_starts() -> torch.Tensor:
@@ -329,6 +342,41 @@ def _warm_starts() -> torch.Tensor:
 
 def _in_basin(tr: Trajectory) -> float:
     return float((np.abs(tr.params[-1]) < 0.5).all(axis=1).mean())
+
+
+def _curvature_at_minimum(surface: Any) -> float:
+    """Largest Hessian eigenvalue at the surface's (first) global minimum, by autograd."""
+    w = torch.tensor(surface.minima[0], dtype=torch.float64)
+    h = torch.autograd.functional.hessian(lambda x: surface.loss(x), w)
+    return float(torch.linalg.eigvalsh(h).max())
+
+
+def _rise_metrics(tr: Trajectory, after: int, beta1: float) -> dict[str, Any]:
+    """Why the median loss of a warmed-up Adam run rises again, measured.
+
+    Near a minimum of curvature λ Adam moves like gradient descent with step η/σ on the EMA
+    m of the gradients; that iteration is stable while λη/σ < 2(1+β₁)/(1−β₁) (38 for
+    β₁ = 0.9). σ keeps shrinking with the gradients, so λη/σ grows towards that limit.
+    """
+    gap = tr.gap()
+    med = np.median(gap, axis=1)
+    rise = after + int(np.argmin(med[after:]))
+    lam = _curvature_at_minimum(tr.surface)
+    # per run: the step where its own loss is lowest, and lambda * eta/sigma there
+    low = np.argmin(gap, axis=0)
+    runs = np.arange(tr.runs)
+    edge = tr.effective_lr.max(axis=2) * lam  # (T, R); the steeper coordinate decides
+    at_low = edge[np.minimum(low, edge.shape[0] - 1), runs]
+    return {
+        "adam_warmup_rise_step": rise,
+        "adam_warmup_rise_low": float(med[rise]),
+        "adam_warmup_rise_final": float(med[-1]),
+        "adam_warmup_rising_runs": float((gap[-1] > 100 * gap[low, runs]).mean()),
+        "curvature": lam,
+        "stability_limit": 2 * (1 + beta1) / (1 - beta1),
+        "adam_warmup_edge_at_warmup_end": float(np.median(edge[after - 1])),
+        "adam_warmup_edge_at_lowest": float(np.median(at_low)),
+    }
 
 
 def warmup() -> Scenario:
@@ -359,6 +407,7 @@ def warmup() -> Scenario:
     for key, tr in zip(keys, runs):
         m[f"{key}_in_basin"] = _in_basin(tr)
         m[f"{key}_median_distance"] = float(np.median(tr.distance()[-1]))
+    m.update(_rise_metrics(runs[1], WARMUP, ADAM_BETA1))
     table = [
         {
             "run": tr.label,
@@ -377,7 +426,24 @@ def warmup() -> Scenario:
         f"the first steps by momentum-SGD steps of size η|g| and rectifies σ afterwards: "
         f"{m['radam_in_basin']:.0%}. That depends on the gradient's scale: on the unscaled "
         f"surface (loss ×100) RAdam's first steps throw the runs far away: "
-        f"{m['radam_x100_in_basin']:.0%}."
+        f"{m['radam_x100_in_basin']:.0%}. In the loss figure each line is the median over "
+        f"the {WARM_STARTS} starts and the shaded band holds the middle 80% of them (10th "
+        f"to 90th percentile); where a band reaches the bottom of the plot, at least 10% of "
+        f"the runs are at the minimum to within rounding (loss − min = 0, which a log axis "
+        f"cannot show). The warm-up median is lowest at step "
+        f"{m['adam_warmup_rise_step']} ({m['adam_warmup_rise_low']:.1e}) and then rises to "
+        f"{m['adam_warmup_rise_final']:.1e}: {m['adam_warmup_rising_runs']:.0%} of the runs "
+        f"end more than 100× above their own lowest loss, yet "
+        f"{m['adam_warmup_in_basin']:.0%} end in the basin. The "
+        f"numbers point to Adam's σ: it keeps shrinking with the gradients, so η/σ keeps "
+        f"growing. "
+        f"Near the minimum (curvature λ = {m['curvature']:.2f}) Adam is gradient descent with "
+        f"step η/σ on the momentum average of the gradients, which is stable only while "
+        f"λη/σ < 2(1+β₁)/(1−β₁) = {m['stability_limit']:.0f}. λη/σ (median over runs, "
+        f"steeper coordinate) is {m['adam_warmup_edge_at_warmup_end']:.0f} when the warm-up "
+        f"ends and {m['adam_warmup_edge_at_lowest']:.1f} at each run's lowest loss: in the "
+        f"median the runs leave the floor close to that limit (a bound for momentum on a "
+        f"quadratic, not a proof for this surface), the burst of section 3 in Adam's form."
     )
 
     def fig_contours() -> Figure:
@@ -397,16 +463,30 @@ def warmup() -> Scenario:
             ax.set_title(f"{tr.label}\n{_in_basin(tr):.0%} end at the centre", fontsize=9)
         return fig
 
+    def fig_loss() -> Figure:
+        fig = plots.loss_curves(runs[:3], title=f"loss over {WARM_STARTS} starts")
+        for ax in fig.axes[:2]:
+            ax.axvline(m["adam_warmup_rise_step"], color="grey", ls=":", lw=1)
+        fig.axes[0].annotate(
+            "warm-up median\nlowest here",
+            (m["adam_warmup_rise_step"], m["adam_warmup_rise_low"]),
+            xytext=(8, -28),
+            textcoords="offset points",
+            fontsize=7,
+            color="grey",
+        )
+        return fig
+
     return Scenario(
         "warmup",
-        "5. Warm-up, and RAdam",
+        "Warm-up, and RAdam",
         text,
         runs,
         m,
         table=table,
         figure_builders={
             "contours": fig_contours,
-            "loss": lambda: plots.loss_curves(runs[:3], title="loss over 64 starts"),
+            "loss": fig_loss,
             "schedule": lambda: plots.schedules(
                 {"warm-up": warm, "constant": schedules.constant(WARM_LR)}, WARM_STEPS
             ),
@@ -455,7 +535,7 @@ def summary() -> Scenario:
                 }
             )
     text = (
-        f"The lecture's summary θ ← θ − (η_t/σ_t) m_t on the elongated valley, "
+        f"The lecture's summary θ ← θ − (ηₜ/σₜ) mₜ on the elongated valley, "
         f"{SUMMARY_STEPS} steps from the same start, each optimizer with a constant η and "
         f"with cosine decay to 0. Momentum uses the direction of past gradients and arrives "
         f"first ({m['momentum_steps']} steps); GD needs {m['sgd_steps']} steps even at the edge"
@@ -466,7 +546,7 @@ def summary() -> Scenario:
     )
     return Scenario(
         "summary",
-        "6. Summary: momentum × σ × schedule",
+        "Summary: momentum × σ × schedule",
         text,
         runs,
         m,
@@ -478,7 +558,10 @@ def summary() -> Scenario:
             "contour_schedule": lambda: plots.contour(
                 ELONGATED, runs[1::2], title="cosine decay", size=(7.5, 5)
             ),
-            "loss": lambda: plots.loss_curves(runs, title="loss − min and gradient norm"),
+            # cosine dashed: a pair follows the same path for hundreds of steps
+            "loss": lambda: plots.loss_curves(
+                runs, title="loss − min and gradient norm", linestyles=("-", "--")
+            ),
         },
     )
 

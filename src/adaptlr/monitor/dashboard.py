@@ -63,11 +63,18 @@ def window_diagnoses(
     return out
 
 
-def _series(recs: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+def _series(
+    recs: list[dict[str, Any]], key: str, positive: bool = False
+) -> tuple[list[int], list[float]]:
+    """Steps and finite values of `key`; `positive`: only values > 0 (for a log axis).
+
+    On a log axis a 0 (Adam's first update) is left out: a floor would stretch the axis
+    over thirty decades and squash every other value into a line.
+    """
     xs, ys = [], []
     for r in recs:
         v = r.get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v):
+        if isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 or not positive):
             xs.append(r["step"])
             ys.append(float(v))
     return xs, ys
@@ -97,18 +104,17 @@ def plot_dashboard(
     many = len(runs) > 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(9, 9.5), layout="constrained")
+    # 11 inches at 100 dpi: the report's full width, legends to the right of the data
+    fig = Figure(figsize=(11, 9.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(4, 1, sharex=True)
     ax_loss, ax_grad, ax_lr, ax_cos = axes
 
-    def draw(ax: Any, key: str, floor: float | None = None, label: str | None = None, **kw: Any):
+    def draw(ax: Any, key: str, log: bool = False, label: str | None = None, **kw: Any):
         """One line per run (a run restarted from step 0 is its own line, never a jump)."""
         every: list[float] = []
         for i, run in enumerate(runs):
-            xs, ys = _series(run.steps, key)
-            if floor is not None:
-                ys = [max(y, floor) for y in ys]
+            xs, ys = _series(run.steps, key, positive=log)
             name = label
             if many:
                 name = f"{label + ', ' if label else ''}{run.label} ({run.span})"
@@ -122,19 +128,19 @@ def plot_dashboard(
         ax_loss.set_yscale("log")
     ax_loss.set_ylabel("loss")
 
-    draw(ax_grad, "grad_norm", 1e-30, color="tab:red", lw=1, label="gradient")
-    draw(ax_grad, "update_norm", 1e-30, color="tab:blue", lw=1, label="update")
+    draw(ax_grad, "grad_norm", True, color="tab:red", lw=1, label=r"gradient $\|g_t\|$")
+    draw(ax_grad, "update_norm", True, color="tab:blue", lw=1, label=r"update $\|\Delta\theta_t\|$")
     ax_grad.set_yscale("log")
     ax_grad.set_ylabel("norm (log)")
-    ax_grad.legend(loc="upper right", fontsize=8)
+    ax_grad.legend(**_OUTSIDE)
 
     _plot_eff_lr(ax_lr, recs)
 
     draw(ax_cos, "cos", color="tab:green", lw=0.8)
     ax_cos.axhline(0, color="grey", lw=0.5)
     ax_cos.set_ylim(-1.05, 1.05)
-    ax_cos.set_ylabel("cos(g_t, g_t-1)")
-    ax_cos.set_xlabel("step")
+    ax_cos.set_ylabel(r"$\cos(g_t, g_{t-1})$")
+    ax_cos.set_xlabel("step $t$")
 
     bands = window_diagnoses(recs, window)
     seen = set()
@@ -147,13 +153,22 @@ def plot_dashboard(
         if many:  # the runs' lines, then the bands (drawn for the last run)
             handles = ax_loss.get_legend_handles_labels()[0] + handles
         name = f"diagnosis ({runs[-1].label})" if many else "diagnosis"
-        ax_loss.legend(handles=handles, loc="upper right", fontsize=8, title=name)
+        ax_loss.legend(handles=handles, title=name, **_OUTSIDE)
     if title is None and bands:
         title = f"last window: {bands[-1][2].kind}"
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     return path
+
+
+#: a legend to the right of its axes, never over the data (constrained layout makes room)
+_OUTSIDE: dict[str, Any] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.01, 1.0),
+    "fontsize": 8,
+    "borderaxespad": 0.0,
+}
 
 
 def _plot_eff_lr(ax: Any, recs: list[dict[str, Any]]) -> None:
@@ -163,13 +178,15 @@ def _plot_eff_lr(ax: Any, recs: list[dict[str, Any]]) -> None:
         for r in recs
         if r.get("eff_lr") and isinstance(r["eff_lr"][0], dict) and r["eff_lr"][0]
     ]
-    ax.set_ylabel("eta / sigma")
+    ax.set_ylabel(r"$\eta/\sigma$")
     if rows:
         keys = sorted(rows[0][1], key=lambda k: float(k[1:]))
         steps = [s for s, _ in rows]
 
         def col(k: str) -> list[float]:
-            return [max(float(e.get(k, math.nan)), 1e-30) for _, e in rows]
+            # non-positive (Adam's first step, before any sigma) -> NaN: left off the log axis
+            vals = (float(e.get(k, math.nan)) for _, e in rows)
+            return [v if v > 0 else math.nan for v in vals]
 
         lo, hi = keys[0], keys[-1]
         ax.fill_between(steps, col(lo), col(hi), color="tab:purple", alpha=0.2, label=f"{lo}-{hi}")
@@ -181,8 +198,8 @@ def _plot_eff_lr(ax: Any, recs: list[dict[str, Any]]) -> None:
         mid = keys[len(keys) // 2]
         ax.plot(steps, col(mid), color="tab:purple", lw=1, label=mid)
         ax.set_yscale("log")
-        ax.legend(loc="upper right", fontsize=8)
-        ax.set_ylabel("eta / sigma (log)")
+        ax.legend(title="percentiles", **_OUTSIDE)
+        ax.set_ylabel(r"$\eta/\sigma$ (log)")
         return
     xs, ys = [], []
     for r in recs:
@@ -193,10 +210,8 @@ def _plot_eff_lr(ax: Any, recs: list[dict[str, Any]]) -> None:
     if ys:
         ax.plot(xs, ys, color="tab:purple", lw=1)
     ax.set_ylabel("learning rate")
-    ax.text(
-        0.01, 0.9, "not adaptive (or no effective_lr()): learning rate shown",
-        transform=ax.transAxes, fontsize=8, va="top",
-    )  # fmt: skip
+    # above the panel, not over its line
+    ax.set_title("not adaptive (or no effective_lr()): learning rate shown", loc="left", fontsize=8)
 
 
 def write_report(

@@ -35,6 +35,7 @@ STEPS = 300
 WINDOW = 100
 L2 = 0.01  # the L2 penalty of the oscillating run: makes softmax regression strictly convex
 TOO_LARGE = "SGD, lr 3 (too large): softmax regression + L2"  # the oscillating run's label
+TITLE = "Why is training stuck? The monitor on real data"  # the section's heading
 
 
 def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +149,7 @@ def _comparison(results: dict[str, tuple[Monitor, Diagnosis]], path: Path) -> No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
     ax_loss, ax_grad = fig.subplots(1, 2)
     for label, (mon, d) in results.items():
@@ -157,20 +158,24 @@ def _comparison(results: dict[str, tuple[Monitor, Diagnosis]], path: Path) -> No
         (line,) = ax_loss.plot(steps, [r["loss"] for r in recs], lw=1, label=f"{label}: {d.kind}")
         ax_grad.plot(steps, [r["grad_norm"] for r in recs], lw=1, color=line.get_color())
     ax_loss.set_title("loss")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_yscale("log")
-    ax_loss.legend(fontsize=7)
+    ax_loss.set_ylabel(r"$L(\theta_t)$")
     ax_grad.set_title("gradient norm")
-    ax_grad.set_xlabel("step")
-    ax_grad.set_yscale("log")
-    fig.savefig(path, dpi=90)
+    ax_grad.set_ylabel(r"$\|g_t\|$")
+    for ax in (ax_loss, ax_grad):
+        ax.set_xlabel("step $t$")
+        ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    # below the panels: inside, four long labels covered the curves
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=100)
 
 
-def demo_section(out_dir: str | os.PathLike[str]) -> str:
+def demo_section(out_dir: str | os.PathLike[str], *, number: int | None = None) -> str:
     """Train the four digits runs, write their PNGs into `out_dir`, return an HTML fragment.
 
-    The fragment's ``<img>`` tags use paths relative to `out_dir`, so it can be embedded in a
-    report written there.
+    The fragment is one ``<section id="monitor">``; its ``<img>`` tags use paths relative to
+    `out_dir`, so it can be embedded in a report written there. `number`: the section's number
+    in that report (its heading then reads ``"7. Why is ..."``); ``None``: no number.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,11 +198,12 @@ def demo_section(out_dir: str | os.PathLike[str]) -> str:
             "</tr>"
         )
         imgs.append(
-            f"<figure><img src='{name}' alt='dashboard: {html.escape(label)}' width='600'>"
+            f"<figure><img src='{name}' alt='dashboard: {html.escape(label)}'>"
             f"<figcaption>{html.escape(str(d))}</figcaption></figure>"
         )
+    heading = html.escape(TITLE if number is None else f"{number}. {TITLE}")
     return (
-        "<section id='monitor'>\n<h2>Why is training stuck? The monitor on real data</h2>\n"
+        f"<section id='monitor'>\n<h2>{heading}</h2>\n"
         "<p>scikit-learn's digits (1,797 real images), full batch, "
         f"{STEPS} steps, diagnosed over the last {WINDOW} steps. Even a convex surface defeats "
         "plain SGD when the learning rate is too large: softmax regression with an L2 penalty "
@@ -209,8 +215,7 @@ def demo_section(out_dir: str | os.PathLike[str]) -> str:
         "three runs train a 64-64-10 ReLU network (on it, a large learning rate kills ReLUs or "
         "wanders chaotically, differently for each seed). A tiny learning rate barely moves: "
         "the monitor calls it crawling and says by how much to raise it; Adam trains.</p>\n"
-        "<img src='monitor_digits_compare.png' alt='loss and gradient norm of the four runs' "
-        "width='800'>\n"
+        "<img src='monitor_digits_compare.png' alt='loss and gradient norm of the four runs'>\n"
         "<table border='1' cellspacing='0' cellpadding='4'>\n<tr><th>run</th><th>loss</th>"
         "<th>gradient norm</th><th>median cos(g<sub>t</sub>, g<sub>t-1</sub>)</th>"
         "<th>diagnosis</th><th>suggestion</th></tr>\n" + "\n".join(rows) + "\n</table>\n"
