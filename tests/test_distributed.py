@@ -116,10 +116,10 @@ OVER_WORLD: dict[str, dict[str, Any]] = {
     "DoG": {"process_group": "world"},
     "LDoG": {"process_group": "world"},
 }
-#: one of each kind of sum (over the optimizer, twice: Prodigy's and D-Adaptation's; over the
-#: group; per tensor; none): the FSDP2 reference-path runs, the dearest (DTensor operations one
-#: at a time), are of these only (every optimizer runs under DDP, ZeRO and FSDP2 fused)
-ONE_PER_KIND = ("Prodigy", "DAdaptAdam", "DoG", "LDoG", "AdamWScheduleFree")
+#: one of each kind of sum over DTensors (over the optimizer, over the group, per tensor): the
+#: FSDP2 reference-path runs, the dearest (DTensor operations one at a time), are of these only
+#: (every optimizer runs under DDP, ZeRO and FSDP2 fused)
+ONE_PER_KIND = ("Prodigy", "DoG", "LDoG")
 
 
 def lr_free(name: str, **kw: Any) -> Any:

@@ -31,7 +31,7 @@ CASES = [(name, 0) for name in sorted(REGISTRY)] + [
 ]
 # Under the Triton interpreter (seconds a case) one optimizer per kind of generated kernel:
 # the measuring code is the same for every chain; what differs is what precedes it
-TRITON_KINDS = ("adam", "adabound", "prodigy", "dog", "ldog", "adamwschedulefree", "sgd")
+TRITON_KINDS = ("adam", "prodigy", "dog", "ldog", "adamwschedulefree")
 STATS_CASES = [
     (name, ci, path)
     for name, ci in CASES
