@@ -166,8 +166,9 @@ class Optimizer(torch.optim.Optimizer):
     def transform_for(self, group: dict[str, Any], gi: int | None = None) -> Transform:
         """The chain that updates ``group`` (:meth:`_chain_for`); over FSDP2's DTensor
         parameters, without its parts' ``process_group``: their sums are whole already
-        (:meth:`adaptlr.core.Transform.for_params`)."""
-        return self._chain_for(group, gi).for_params(group["params"])
+        (:meth:`adaptlr.core.Transform.over_dtensors`)."""
+        t = self._chain_for(group, gi)
+        return t.over_dtensors() if t.collective and has_dtensor(group["params"]) else t
 
     def _chain_for(self, group: dict[str, Any], gi: int | None = None) -> Transform:
         """The chain that updates ``group``, built once per group and structure.

@@ -397,12 +397,12 @@ class Transform:
         """Whether an update takes part in a collective (every process must call it)."""
         return any(getattr(p, "process_group", None) is not None for p in self.parts)
 
-    def for_params(self, params: Sequence[Tensor]) -> Transform:
-        """The chain that steps ``params``: this one, except over DTensor parameters (FSDP2),
-        whose sums and norms are already over every shard (``full_tensor``), where its parts'
-        ``process_group`` are dropped: adding them across processes again would count each
-        element once per process. The same object each time (kernels are cached by chain)."""
-        if not self.collective or not any(_is_dtensor(p) for p in params):
+    def over_dtensors(self) -> Transform:
+        """The chain that steps DTensor parameters (FSDP2), whose sums are already over every
+        shard (``full_tensor``): this one without its parts' ``process_group``, since adding
+        the sums across processes again would count each element once per process. The same
+        object each time (kernels are cached by chain)."""
+        if not self.collective:
             return self
         local = self.__dict__.get("_over_dtensors")
         if local is None:
@@ -786,11 +786,6 @@ def _like(value: Any, ref: Tensor) -> Tensor:
     if value.dtype != ref.dtype:
         value = value.to(ref.dtype)
     return value
-
-
-def _is_dtensor(t: Any) -> bool:
-    """Whether ``t`` is a DTensor (FSDP2), without importing torch.distributed.tensor."""
-    return callable(getattr(t, "full_tensor", None))
 
 
 def _total(term: Any, like: Tensor) -> float:

@@ -79,7 +79,7 @@ class dog(Part):
     reports η_t at every element. ``process_group`` (a ``torch.distributed`` group or
     ``"world"``) adds the group-wide sums across processes that each hold other tensors
     (ZeRO); DTensors (FSDP2) are summed whole and need none (see
-    :meth:`~.base.Transform.for_params`).
+    :meth:`~.base.Transform.over_dtensors`).
 
     Example:
         >>> import torch, adaptlr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -119,15 +118,10 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
     for key in old:
         if key in kwargs:
             new = shapes.RENAMED[(name, key)]
-            if new in kwargs:
-                raise ValueError(f"{name}: give {new!r} only ({key!r} is its old name)")
-            warnings.warn(
-                f"{name}: key {key!r} is now {new!r}, the key every schedule uses; "
-                f"{key!r} will be removed",
-                FutureWarning,
-                stacklevel=2,
-            )
-            kwargs[new] = kwargs.pop(key)
+            try:  # (the one check and warning of an old key, shapes.renamed)
+                kwargs[new] = shapes.renamed(name, key, kwargs.pop(key), new, kwargs.get(new))
+            except TypeError as err:
+                raise ValueError(str(err)) from None
     lr_arg = _LR_ARG.get(name, "lr")
     if lr is not None and lr_arg is not None and lr_arg not in kwargs:
         kwargs[lr_arg] = lr
