@@ -24,7 +24,7 @@ Usage::
     python benchmarks/step_speed.py --quick         # small sizes, a smoke test
     python benchmarks/step_speed.py --lr-free       # those tables only: docs/benchmarks-lr-free.md
     python benchmarks/step_speed.py --lr-free --only DoG,Prodigy --out /tmp/lr.md
-    python benchmarks/step_speed.py --course        # AdaBound, AMSBound, SGDW: benchmarks-course.md
+    python benchmarks/step_speed.py --course        # AdaBound, AMSBound, SGDW, SWATS: course.md
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def lr_free_algorithms() -> list[Algo]:
 def course_algorithms() -> list[Algo]:
     """The course's optimizers after Adam (issue 19), with their packages' defaults, against
     those packages' steps: AdaBound and AMSBound (adabound), SGDW (torch-optimizer, with
-    momentum 0.9 and weight decay 1e-2: decoupled decay is what it adds to SGD)."""
+    momentum 0.9 and weight decay 1e-2: decoupled decay is what it adds to SGD) and SWATS
+    (torch-optimizer)."""
     return [
         Algo("AdaBound", adaptlr.AdaBound, None, {"lr": 1e-3}, reference="adabound:AdaBound"),
         Algo(
@@ -148,6 +149,9 @@ def course_algorithms() -> list[Algo]:
             "SGDW", adaptlr.SGDW, None, {"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-2},
             reference="torch_optimizer:SGDW",
         ),
+        # in its Adam phase (the switch needs the estimate to settle, which 48M random
+        # gradients never let it): a reduction pass for the projection, then the update
+        Algo("SWATS", adaptlr.SWATS, None, {"lr": 1e-3}, reference="torch_optimizer:SWATS"),
     ]  # fmt: skip
 
 
@@ -736,7 +740,9 @@ bytes of every pass. *adaptlr / reference* below 1 means adaptlr is faster.
 COURSE_NOTES = """\
 The course's optimizers after Adam, each with its package's defaults (SGDW with momentum 0.9 and
 weight decay 1e-2), against that package's own step (*reference package*: adabound 0.0.5's
-`AdaBound`, with `amsbound=True` for AMSBound; torch-optimizer 0.3.0's `SGDW`). Timed side by
+`AdaBound`, with `amsbound=True` for AMSBound; torch-optimizer 0.3.0's `SGDW` and `SWATS`).
+SWATS is timed in its Adam phase (random gradients never let its estimate settle): a reduction
+pass for the projection of the Adam step on the gradient, then the update. Timed side by
 side in rounds, as the other tables (see docs/benchmarks.md). *passes* lists the float32 words
 per parameter the fused step loads + stores, counted from the traced program; the *floor*
 moves those bytes at the streaming bandwidth. *adaptlr / reference* below 1 means adaptlr is
@@ -768,7 +774,7 @@ def main() -> None:
     ap.add_argument(
         "--course",
         action="store_true",
-        help="AdaBound, AMSBound and SGDW against their packages only (default out "
+        help="AdaBound, AMSBound, SGDW and SWATS against their packages only (default out "
         "docs/benchmarks-course.md)",
     )
     ap.add_argument("--out", default=None, help="markdown file (default docs/benchmarks.md)")

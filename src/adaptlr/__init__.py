@@ -39,6 +39,7 @@ from .optimizers import (
     RMSprop,
     RootMeanSquare,
     SGDScheduleFree,
+    SWATS,
     schedule_free,  # adaptlr.schedule_free.update_bn
 )
 from .torch_optim import Optimizer, ScheduleOverrideWarning
@@ -53,6 +54,7 @@ __all__ = [
     "SGD",
     "SGDW",
     "SGDScheduleFree",
+    "SWATS",
     "AdaBound",
     "AMSBound",
     "Lookahead",

@@ -33,7 +33,10 @@ def test_fused_equals_reference(info, cfg):
     # back into d, and d into every element: over 100 float32 steps the two paths drift
     # apart by 1e-6 relative from last-bit differences alone. They are compared over 20
     # float32 steps here, and over 100 in float64 to 1e-12 (test_float64_is_exact_to_rounding).
+    # SWATS's estimate divides by xᵀg, a sum that cancels: its λ drifts the same way (in
+    # float64 it is compared with torch-optimizer in tests/optimizers/test_swats.py).
     one_estimate = getattr(info.cls, "same_in_every_group", None) is not None
+    one_estimate = one_estimate or info.name == "swats"
     fused, ref, pa, pb = run_pair(info.cls, cfg, steps=20 if one_estimate else 100)
     assert_same(fused, ref, pa, pb, tol=1e-6)
 

@@ -6,7 +6,8 @@ r"""The parts of θ_{t+1} = θ_t − (η_t/σ_t)·m_t, composed with :func:`chai
   direction by a magnitude
 - η_t and friends: :class:`scale_by_learning_rate`, :class:`scale_by_lr_decay`, :class:`scale`,
   :class:`negate`, :class:`add_decayed_weights`, :class:`add_constant`, :class:`clip_by_value`,
-  :class:`clip_by_global_norm`; :class:`bound` clips η_t/σ_t between bounds (AdaBound)
+  :class:`clip_by_global_norm`; :class:`bound` clips η_t/σ_t between bounds (AdaBound);
+  :class:`switch_to_sgd` takes Adam steps until their SGD step size settles, then SGD (SWATS)
 - learning-rate-free step sizes: :class:`dog` (DoG / LDoG); the distance estimate d of
   D-Adaptation and Prodigy around any rule, :class:`scale_by_distance`, and the packages' own
   forms :class:`prodigy`, :class:`dadapt_adam`, :class:`dadapt_sgd`, :class:`dadapt_adagrad`
@@ -41,6 +42,7 @@ from .scaling import (
     scale_by_lr_decay,
 )
 from .schedule_free import group_clock, schedule_free
+from .switch import switch_to_sgd
 
 __all__ = [
     "Buffer",
@@ -79,6 +81,7 @@ __all__ = [
     "scale_by_lr_decay",
     "schedule_free",
     "sum_sq",
+    "switch_to_sgd",
 ]
 
 #: names of earlier releases, kept for one release: ``rss`` and ``rms`` differed by one letter

@@ -216,6 +216,10 @@ class Part:
     sums: tuple[Sum, ...] = ()
     #: the part's factor of η (learning-rate parts), for :meth:`Transform.effective_lr`
     is_scale: bool = False
+    #: its new :attr:`shared` values apply at once, to the group's later tensors of the same
+    #: step (in the group's order), not after the step: torch-optimizer's SWATS switches its
+    #: group's phase in the middle of a step. Such values may depend on the tensor's own state
+    sequential: bool = False
 
     def __post_init__(self) -> None:
         # Hyperparameters are checked where they are given, not found as NaN many steps later.
@@ -254,6 +258,13 @@ class Part:
         element (the same rules: ``ops`` and arithmetic only). ``c`` comes from the first
         call of :meth:`coefficients`, made with ``ctx.sums`` ``None``."""
         return {}
+
+    def needs_sums(self, shared: Mapping[str, float]) -> bool:
+        """Whether this step needs :attr:`sums`, given the group's :attr:`shared` values
+        (``shared``, by name). A part whose sums matter in one phase only (SWATS's estimate,
+        before its switch) says no for the others: no pass over the elements is made, and its
+        second :meth:`coefficients` call sees every sum as 0."""
+        return True
 
     def reduce_sums(self, local: Mapping[str, float]) -> dict[str, float]:
         """Combine this process's :attr:`sums` across processes: the identity here; a part
@@ -382,6 +393,12 @@ class Transform:
             if slot.part.shared
             for x in slot.part.sums
         )
+
+    @property
+    def sequential(self) -> bool:
+        """Whether a part's new shared values apply within the step (:attr:`Part.sequential`):
+        then the tensors' coefficients are made one after another, in the group's order."""
+        return any(s.part.sequential for s in self.slots)
 
     @property
     def shared_keys(self) -> tuple[str, ...]:
@@ -571,7 +588,11 @@ class Transform:
             part = slot.part
             per_tensor: list[Mapping[str, float] | None] = [None] * len(us)
             wide_sums: dict[str, float] | None = None
-            if part.sums:
+            if part.sums and not part.needs_sums(shared):
+                wide_sums = {x.name: 0.0 for x in part.sums if x.scope != "tensor"}
+                own = {x.name: 0.0 for x in part.sums if x.scope == "tensor"}
+                per_tensor = [{**wide_sums, **own} for _ in us]
+            elif part.sums:
                 wide_sums, per_tensor = self._local_sums(si, us, ps, new_state, steps, count)
                 everywhere = {x.name for x in part.sums if x.scope == "optimizer"}
                 if partial and si == self.optimizer_sums_slot:
@@ -601,7 +622,7 @@ class Transform:
                     st[slot.names[name]] = _like(value, old)
                 for key, value in new_scal.items():
                     if key in self._shared:
-                        new_shared[key] = value
+                        (shared if part.sequential else new_shared)[key] = value
                         continue
                     old = st[key]
                     st[key] = torch.tensor(value, dtype=old.dtype, device=old.device)

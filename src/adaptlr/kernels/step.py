@@ -215,6 +215,14 @@ def _reduce(
     red = prog.reductions[k]
     si = red.slot
     part = transform.slots[si].part
+    if not part.needs_sums(shared or {}):
+        # this phase reads no sum (SWATS after its switch): no pass, every sum 0
+        found.sums[si] = {n: 0.0 for n, scope in zip(red.names, red.scopes) if scope != "tensor"}
+        if red.per_tensor:
+            found.own_names += [(si, red.names[j]) for j in red.per_tensor]
+            zeros = [np.zeros((len(w.local), len(red.per_tensor))) for w in work]
+            found.own = [np.hstack([a, z]) for a, z in zip(found.own, zeros)] or zeros
+        return
     everywhere = {n for n, scope in zip(red.names, red.scopes) if scope == "optimizer"}
     if given is not None and si in given and len(everywhere) == len(red.names):
         # every sum of the part is the optimizer's, given: no pass over this group's elements
@@ -239,6 +247,38 @@ def _reduce(
             found.own = [np.hstack([a, m]) for a, m in zip(found.own, mine_per_seg)]
         else:
             found.own = mine_per_seg
+
+
+def _sequential_rows(
+    transform: Transform,
+    prog: Program,
+    work: list[_Work],
+    scalar_names: list[str],
+    count: int,
+    found: Found,
+    shared: Mapping[str, float] | None,
+) -> list[tuple[_Work, np.ndarray, list[dict[str, float]], np.ndarray]]:
+    """Each segment's coefficient table with a row per tensor, made in the group's order,
+    each row seeing the shared values the rows before it left (:attr:`Part.sequential`)."""
+    now = dict(shared or {})
+    keys = []
+    for i, w in enumerate(work):
+        own = found.own[i] if found.own_names else None
+        cols = w.cols + ([own[:, j] for j in range(own.shape[1])] if own is not None else [])
+        keys.append(np.stack(cols, axis=1).astype(np.float64))
+    order = sorted((pos, i, r) for i, w in enumerate(work) for r, pos in enumerate(w.seg.pos))
+    tables = [np.zeros((len(k), prog.ncoef), dtype=np.float64) for k in keys]
+    news: list[list[dict[str, float]]] = [[{} for _ in k] for k in keys]
+    for _, i, r in order:
+        table, new = coefficient_rows(
+            transform, prog, keys[i][r : r + 1], scalar_names, count, found, now
+        )
+        tables[i][r] = table[0]
+        news[i][r] = new[0]
+        now.update((k, v) for k, v in new[0].items() if k in now)
+    return [
+        (w, tables[i], news[i], np.arange(len(keys[i]), dtype=np.int64)) for i, w in enumerate(work)
+    ]
 
 
 @dataclass
@@ -314,7 +354,9 @@ def run_step(
         _reduce(k, plan, transform, prog, work, scalar_names, count, shared, found, sums)
 
     launches = []
-    for i, w in enumerate(work):
+    if transform.sequential:
+        launches = _sequential_rows(transform, prog, work, scalar_names, count, found, shared)
+    for i, w in enumerate(work if not launches else ()):
         uniq, inverse = w.rows(found.own[i] if found.own_names else None)
         table, new_scal = coefficient_rows(
             transform, prog, uniq, scalar_names, count, found, shared
@@ -342,7 +384,8 @@ def run_step(
             b.scalars[key].numpy()[w.local] = values[inverse]
     if shared and launches:
         # the values of the group's last tensor, as the reference path keeps them (every
-        # tensor computes the same: they depend on the count, the sums and themselves only)
+        # tensor computes the same: they depend on the count, the sums and themselves only;
+        # made one after another, the last one's are the step's)
         w, _, new_scal, inverse = next(x for x in launches if x[0].seg.pos[-1] == len(params) - 1)
         row = new_scal[int(inverse[-1])]
         shared.update({k: row[k] for k in shared if k in row})

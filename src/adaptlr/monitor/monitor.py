@@ -738,11 +738,27 @@ class Monitor:
             None if e is None else self._eff_entry(_percentiles(e, self.percentiles)) for e in f.eff
         ]
         rec["nonfinite"] = self._nonfinite(rec)
+        state = self._group_state()
+        if state is not None:
+            rec["group_state"] = state
         if f.sampled:
             rec["sampled"] = True
         if f.tb is not None:
             self._tb_extra[step] = f.tb
         return rec
+
+    def _group_state(self) -> list[dict[str, float]] | None:
+        """Each group's scalars that an adaptlr optimizer keeps once per group (Prodigy's and
+        D-Adaptation's estimate ``d``, DoG's ``rbar``, SWATS's ``switch_step`` and ``sgd_lr``,
+        ...), as its last step left them; ``None`` for an optimizer that keeps none."""
+        transform_for = getattr(self.optimizer, "transform_for", None)
+        if transform_for is None:
+            return None
+        out = []
+        for gi, group in enumerate(self.optimizer.param_groups):
+            keys = transform_for(group, gi).shared_keys
+            out.append({k: float(group[k]) for k in keys if k in group})
+        return out if any(out) else None
 
     @staticmethod
     def _update_figures(rec: dict[str, Any], usq: Sequence[float], psq: Sequence[float]) -> None:
@@ -817,6 +833,10 @@ class Monitor:
         Never raises: a non-scalar loss is recorded as its mean with the flag ``"non_scalar"``,
         a non-finite one with ``"non_finite"`` (and counted by `diagnose` as diverging),
         anything else unreadable with ``"not_a_number"``.
+
+        Args:
+            loss: the step's loss: a number or a tensor (a 0-d one, or any other, recorded as
+                its mean); anything else is recorded as unreadable.
         """
         try:
             if self._loss_mode is None:
@@ -971,6 +991,10 @@ class Monitor:
         `diagnose` judges the saved records with the new ones, and the log (given to this
         monitor's constructor; it may be the same file) gets a ``"resume"`` line naming the
         run and the step, so `split_runs` draws the two parts as one run.
+
+        Args:
+            state_dict: what `state_dict` returned (after ``torch.load``), for a monitor on the
+                same optimizer's parameters.
 
         Raises:
             TypeError: `state_dict` is not a dict.

@@ -15,12 +15,14 @@ from .root_mean_square import RootMeanSquare
 from .schedule_free import AdamWScheduleFree, RAdamScheduleFree, SGDScheduleFree
 from .sgd import SGD
 from .sgdw import SGDW
+from .swats import SWATS
 
 __all__ = [
     "AMSBound",
     "SGD",
     "SGDW",
     "SGDScheduleFree",
+    "SWATS",
     "AdaBound",
     "Adagrad",
     "Adam",

@@ -25,6 +25,7 @@ from .root_mean_square import RootMeanSquare
 from .schedule_free import AdamWScheduleFree, RAdamScheduleFree, SGDScheduleFree
 from .sgd import SGD
 from .sgdw import SGDW
+from .swats import SWATS
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ REGISTRY: dict[str, OptimizerInfo] = {
             {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1,
              "decay": "constant"},
             {"lr": 0.05, "momentum": 0.5, "dampening": 0.3, "weight_decay": 0.01, "decay": "paper"},
+        )),
+        OptimizerInfo("swats", SWATS, (), own_configs=(
+            {"lr": 0.01},
+            {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1, "nesterov": True},
+            {"lr": 0.01, "betas": (0.8, 0.99), "form": "paper", "tol": 1e-2},
         )),
         # learning-rate-free: compared with prodigyopt, dadaptation, dog-optimizer and
         # schedulefree in tests/optimizers/test_lr_free_*.py and test_schedule_free.py
