@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -106,13 +108,46 @@ def test_help_lists_names_and_defaults(capsys: pytest.CaptureFixture[str]) -> No
     assert "(default: None)" not in text
 
 
+def _console_script() -> Path:
+    """The ``adaptlr`` script pip wrote for this environment's entry point."""
+    script = Path(sysconfig.get_path("scripts")) / "adaptlr"
+    assert script.is_file(), f"no console script at {script}: pip install -e ."
+    return script
+
+
 def test_console_script_entry_point_and_module() -> None:
     for cmd in (
         [sys.executable, "-m", "adaptlr", "lab", "surfaces"],
-        [sys.executable, "-m", "adaptlr", "lab", "run", "--surface", "x"],
+        [str(_console_script()), "lab", "run", "--surface", "x"],
     ):
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if cmd[-1] == "surfaces":
             assert res.returncode == 0 and "rastrigin" in res.stdout
         else:
             assert res.returncode == 2 and "unknown surface 'x'" in res.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_no_torch(flag: str) -> None:
+    """``adaptlr --help`` and ``--version`` answer without importing torch, numpy or the package
+    body (its ``__init__`` imports torch: seconds); read from ``python -X importtime``, which lists
+    every module the console script imported. Costs about 0.1 s a flag."""
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", str(_console_script()), flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in res.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "argparse" in imported  # the report was read (argparse builds the help)
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "numpy", "adaptlr"))
+    assert heavy == [], f"adaptlr {flag} imported {len(heavy)} such modules: {heavy[:5]}..."
+    if flag == "--version":  # the number of the installed distribution
+        assert res.stdout == f"adaptlr {metadata.version('adaptlr')}\n"
+    else:
+        assert res.stdout.startswith("usage: adaptlr") and "--version" in res.stdout

@@ -55,6 +55,10 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     atomic), flushes and fsyncs it, renames it over ``path`` and fsyncs the directory so that
     the rename itself survives a power loss. On any error the temporary file is removed and
     ``path`` is untouched.
+
+    Args:
+        obj: what to save, anything ``torch.save`` takes (a dict of state dicts, typically).
+        path: the file to write (str or path-like); its directory must exist.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
@@ -92,8 +96,15 @@ def load(path: str | os.PathLike[str], **torch_load_kwargs: Any) -> Any:
     """``torch.load(path, **torch_load_kwargs)`` of a file written by :func:`save`.
 
     torch loads with ``weights_only=True`` by default: plain state dicts load as they are; a
-    state dict whose ``lr`` is a schedule object needs ``weights_only=False`` (trusted files
-    only) or the schedule's class registered with ``torch.serialization.add_safe_globals``.
+    state dict whose ``lr`` is a schedule object needs the schedule's class registered with
+    ``torch.serialization.add_safe_globals`` (every :class:`adaptlr.schedules.Schedule`
+    subclass registers itself when its module is imported; ``import adaptlr`` imports the
+    built-in ones) or ``weights_only=False`` (trusted files only).
+
+    Args:
+        path: the file to read (str or path-like).
+        **torch_load_kwargs: passed to ``torch.load`` as they are (``weights_only``,
+            ``map_location``, ...).
     """
     return torch.load(path, **torch_load_kwargs)
 
@@ -156,6 +167,11 @@ def to_torch_state_dict(
     (SGD drops its per-parameter ``step``). Raises ``ValueError`` for what torch cannot
     express: a schedule as ``lr`` (torch takes a number; use a torch lr_scheduler after
     loading), RMSprop's ``init="first_gradient"``. The source is not modified.
+
+    Args:
+        source: an adaptlr optimizer, or the ``state_dict()`` of one.
+        torch_cls: the ``torch.optim`` class to load the result (e.g. ``torch.optim.Adam``);
+            None: the optimizer's ``torch_class`` (required when ``source`` is a dict).
     """
     fn = "to_torch_state_dict"
     if isinstance(source, Mapping):
@@ -212,6 +228,11 @@ def from_torch_state_dict(
     hyperparameters torch lacks (RMSprop's ``init``, ``fused``) are filled by
     :meth:`adaptlr.Optimizer.load_state_dict` from the loading optimizer's defaults.
     ``load_state_dict`` also calls this itself when given a torch.optim state dict.
+
+    Args:
+        source: a ``torch.optim`` optimizer, or its ``state_dict()``.
+        applied_steps: the updates already applied by every group; None: read from the
+            per-parameter ``step`` as above; else an int >= 0.
     """
     fn = "from_torch_state_dict"
     sd = copy.deepcopy(_state_dict_of(source, fn))
@@ -277,6 +298,10 @@ def check_state_dict(optimizer: Optimizer, state_dict: Any) -> StateDict:
     does not have (another optimizer's state dict) or lacks, and state tensors whose shape
     differs from their parameter's. Neither ``optimizer`` nor ``state_dict`` is modified; the
     returned dict holds copies of the state tensors (so loading never aliases memory).
+
+    Args:
+        optimizer: the adaptlr optimizer the state dict is for.
+        state_dict: the state dict to check: a dict with ``"state"`` and ``"param_groups"``.
     """
     name = type(optimizer).__name__
     if not isinstance(state_dict, Mapping):

@@ -1,6 +1,10 @@
 """``adaptlr`` command line: thin argument parsing; the work is done in :mod:`adaptlr.lab`.
 
 Unknown names and malformed specs print one line that lists what is allowed, exit code 2.
+
+Every import of the package is inside a function: the console script (``_adaptlr_cli``) runs
+this module without the package's ``__init__`` (which imports torch), so that ``--help`` and
+``--version`` answer at once; a module-level ``from . import ...`` here would undo that.
 """
 
 from __future__ import annotations
@@ -79,11 +83,33 @@ def _named(action: argparse.Action, names: Callable[[], list[str]]) -> None:
     action.names = names  # type: ignore[attr-defined]
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, read only when asked for
+    (importing ``importlib.metadata`` is the slowest part of ``adaptlr --version``)."""
 
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"adaptlr {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("adaptlr")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        from . import __version__
+
+        return __version__
+
+
+def _build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="adaptlr", description="adaptlr: adaptive learning rates, shown.")
-    p.add_argument("--version", action="version", version=f"adaptlr {__version__}")
+    p.add_argument("--version", action=_Version, help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run every lecture reproduction, write DIR/index.html")
@@ -339,7 +365,12 @@ def _notes(cmd: str) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``adaptlr`` console script; returns the exit code."""
+    """Entry point of the ``adaptlr`` console script; returns the exit code.
+
+    Args:
+        argv: the arguments after the program name (``["lab", "surfaces"]``); None: the
+            process's, ``sys.argv[1:]``.
+    """
     parser = _build_parser()
     cmd = "adaptlr"
     # one form for every error: "adaptlr <command>: <what is wrong>; <what is allowed>"

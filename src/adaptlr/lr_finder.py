@@ -152,7 +152,15 @@ def window(smoothed: Sequence[float], num_steps: int) -> tuple[int, int]:
 
 def suggest(lrs: Sequence[float], smoothed: Sequence[float], num_steps: int) -> dict[str, float]:
     """Every suggestion of :data:`SUGGESTIONS` on the window of a recorded curve; empty when
-    fewer than 2 finite points were recorded."""
+    fewer than 2 finite points were recorded.
+
+    Args:
+        lrs: the lr of each recorded step, increasing.
+        smoothed: the smoothed loss of each recorded step (as many as ``lrs``; a non-finite one
+            ends the curve).
+        num_steps: the steps the sweep was asked for (the first tenth of them is left out of
+            the window); an int >= 0.
+    """
     lo, hi = window(smoothed, num_steps)
     if hi - lo < 2:
         return {}
@@ -165,7 +173,18 @@ def suggest(lrs: Sequence[float], smoothed: Sequence[float], num_steps: int) -> 
 class LRFinderResult:
     """What :func:`lr_find` measured: the lr and loss of every recorded step, the smoothed
     loss, the suggestions by name and the recommended one (``nan`` when the sweep stopped
-    before 2 finite points), and whether divergence ended it before ``num_steps``."""
+    before 2 finite points), and whether divergence ended it before ``num_steps``.
+
+    Attributes:
+        lrs: the lr of each recorded step.
+        losses: the loss of each recorded step.
+        smoothed: the smoothed loss of each recorded step.
+        suggestions: the lr each rule of :data:`SUGGESTIONS` suggests, by the rule's name.
+        suggestion: the recommended lr (the :data:`RECOMMENDED` rule's), ``nan`` when there is
+            none.
+        stopped_early: whether divergence ended the sweep before ``num_steps``.
+        num_steps: the steps the sweep was asked for (default 0).
+    """
 
     lrs: tuple[float, ...]
     losses: tuple[float, ...]
@@ -192,6 +211,10 @@ class LRFinderResult:
 
         Given a matplotlib ``Axes``, draws on it and returns it; given a path, writes a figure
         there (any format matplotlib knows by its suffix) and returns the path.
+
+        Args:
+            path_or_ax: a matplotlib ``Axes`` to draw on, or the path (str or path-like) of the
+                figure to write, whose suffix names the format (``.png``, ``.svg``, ...).
         """
         from matplotlib.axes import Axes
 

@@ -50,7 +50,15 @@ class Leaves:
     (as the update reads it: cast up to the state's dtype, complex as pairs of reals), the
     parameter before (``p_old``) and after (``p_new``) the step, and ``g_prev``, the group's
     previous measured step's gradient at the same sampled element. An evaluator passes the
-    leaves it has (the monitor measures the gradient before the step, the parameters after)."""
+    leaves it has (the monitor measures the gradient before the step, the parameters after).
+
+    Attributes:
+        g: the gradient as the update reads it; None where the evaluator has none.
+        p_old: the parameter before the step; None where the evaluator has none.
+        p_new: the parameter after the step; None where the evaluator has none.
+        g_prev: the previous measured step's gradient at the same sampled element; None where the
+            evaluator has none.
+    """
 
     g: Any = None
     p_old: Any = None
@@ -65,7 +73,14 @@ class Statistic:
     only, so that the same definition runs on symbols (``kernels.codegen`` generates it into
     the ``step_stats`` kernels), on float64 tensors (:func:`reference_stats`) and on lists of
     tensors (the monitor's own path, for other optimizers). ``a is b`` marks a sum of squares,
-    which every evaluator takes as such (a norm, a vectorised ``acc + x²``)."""
+    which every evaluator takes as such (a norm, a vectorised ``acc + x²``).
+
+    Attributes:
+        name: the figure's name, a field of :class:`StepStats` (``"grad_sq"``, ...).
+        factors: a function of :class:`Leaves` returning the pair (a, b), written with arithmetic
+            operators only.
+        sampled: sum over the sampled elements only (True) or over every element (False).
+    """
 
     name: str
     factors: Callable[[Leaves], tuple[Any, Any]]
@@ -94,7 +109,13 @@ PER_TENSOR = "grad_sq"
 
 @dataclass(frozen=True)
 class StatsRequest:
-    """What ``request_stats`` asked of the next step."""
+    """What ``request_stats`` asked of the next step.
+
+    Attributes:
+        sample: about how many elements of each group to sample (default :data:`SAMPLE`); an int >=
+            1.
+        eff_lr: also measure η_t/σ_t at the sampled elements; True or False.
+    """
 
     sample: int = SAMPLE
     eff_lr: bool = True
@@ -118,6 +139,20 @@ class StepStats:
     the group's previous measured step (``prev_serial``), where that step sampled the same
     elements, else ``None``; ``sample_sq`` is Σ g² over the sample. The cosine between the two
     gradients' samples is then ``sample_dot_prev / sqrt(sample_sq * its sample_sq)``.
+
+    Attributes:
+        grad_sq: Σ g² over the group's gradients.
+        update_sq: Σ (θ_new − θ_old)² over the group's parameters.
+        param_sq: Σ θ_new² over the group's parameters.
+        tensor_grad_sq: Σ g² per parameter that had a gradient (a 1-d float64 tensor).
+        grad_sample: the gradient at the sampled elements (a 1-d float64 tensor).
+        sample_key: equal between two steps exactly when they sampled the same elements.
+        eff_lr: η_t/σ_t at every :func:`eff_step`-th sampled element, or None when not asked.
+        fused: whether the step ran on the fused fast path (True) or the reference path.
+        serial: the measured step's number (:func:`next_serial`).
+        sample_sq: Σ g² over the sample.
+        prev_serial: ``serial`` of the group's previous measured step, or None.
+        sample_dot_prev: Σ g·g' over the sample, or None (see above).
     """
 
     grad_sq: float
@@ -143,22 +178,40 @@ def next_serial() -> int:
 
 
 def stride_for(elements: int, sample: int) -> int:
-    """Every how many elements one is sampled so that about ``sample`` are."""
+    """Every how many elements one is sampled so that about ``sample`` are.
+
+    Args:
+        elements: how many elements there are; an int >= 0 (0: the stride is 1).
+        sample: about how many to sample; an int >= 1.
+    """
     return max(1, math.ceil(elements / sample)) if elements else 1
 
 
 def eff_step(samples: int) -> int:
-    """Every how many sampled elements η_t/σ_t is computed (at most :data:`EFF_SAMPLE`)."""
+    """Every how many sampled elements η_t/σ_t is computed (at most :data:`EFF_SAMPLE`).
+
+    Args:
+        samples: how many elements were sampled; an int >= 0.
+    """
     return max(1, math.ceil(samples / EFF_SAMPLE))
 
 
 def snapshot(params: Sequence[Tensor]) -> list[Tensor]:
-    """Copies of the parameters (real views) before a reference-path step, to measure it."""
+    """Copies of the parameters (real views) before a reference-path step, to measure it.
+
+    Args:
+        params: the group's parameters (complex ones are copied as pairs of reals).
+    """
     return [_real(p.detach()).clone() for p in params]
 
 
 def evaluate(stat: Statistic, leaves: Leaves) -> Tensor:
-    """``stat`` on float64 tensors: a 0-d float64 tensor (the reference path's arithmetic)."""
+    """``stat`` on float64 tensors: a 0-d float64 tensor (the reference path's arithmetic).
+
+    Args:
+        stat: the statistic to evaluate.
+        leaves: its leaves, as float64 tensors of one parameter.
+    """
     a, b = stat.factors(leaves)
     if a is b:
         return torch.linalg.vector_norm(a, dtype=torch.float64) ** 2
@@ -178,6 +231,15 @@ def reference_stats(
 
     ``count`` is the group's number of applied updates *after* this one; ``prev`` is the
     group's previous measured step (for ``sample_dot_prev``).
+
+    Args:
+        transform: the chain that made the step (its buffers give η_t/σ_t).
+        params: the group's parameters that stepped, after the step, with their gradients.
+        old: :func:`snapshot` of ``params`` before the step.
+        states: the optimizer's state of each of ``params``, after the step.
+        count: the group's number of applied updates after this one.
+        request: what to measure.
+        prev: the group's previous measured step, or None.
     """
     grads = [_real(p.grad) for p in params]
     new = [_real(p.detach()) for p in params]

@@ -56,6 +56,16 @@ class Optimizer(torch.optim.Optimizer):
     writes ``lr`` while the group has a schedule, the schedule wins and the step warns once
     (:class:`ScheduleOverrideWarning`); ``group["lr_schedule"] = None`` removes the schedule.
 
+    Args:
+        params: the tensors to optimize: an iterable of tensors, or of param-group dicts (each with
+            a ``"params"`` entry; its other keys override ``defaults`` for its tensors), as
+            torch.optim takes them.
+        transform: a :class:`~adaptlr.core.Transform` (``core.chain(...)``) used as is for every
+            group, or a factory: a callable taking hyperparameters by keyword (the keys of
+            ``defaults`` it names) and returning a Transform, called with each group's values.
+        **defaults: the hyperparameters every group starts with (``lr``: a number, or an
+            :class:`adaptlr.schedules.Schedule`; the rest as the factory takes them).
+
     Example:
         >>> import torch, adaptlr
         >>> from adaptlr import core
@@ -122,13 +132,22 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- hyperparameters --------------------------------------------------------------------
     def check_group(self, group: dict[str, Any]) -> None:
-        """Raise a clear error for a bad hyperparameter of ``group`` (named optimizers)."""
+        """Raise a clear error for a bad hyperparameter of ``group`` (named optimizers).
+
+        Args:
+            group: a param group (a dict of hyperparameters and ``"params"``); here nothing is
+                checked.
+        """
 
     def check_changed(self, group: dict[str, Any], names: list[str]) -> None:
         """Check ``group`` after the hyperparameters ``names`` changed between steps.
 
         :meth:`check_group` here; an optimizer that can check one value at a time (the
         declared ones) checks only those, and what relates them.
+
+        Args:
+            group: the param group, with its new values.
+            names: the keys of ``group`` whose values changed.
         """
         self.check_group(group)
 
@@ -166,7 +185,12 @@ class Optimizer(torch.optim.Optimizer):
     def transform_for(self, group: dict[str, Any], gi: int | None = None) -> Transform:
         """The chain that updates ``group`` (:meth:`_chain_for`); over FSDP2's DTensor
         parameters, without its parts' ``process_group``: their sums are whole already
-        (:meth:`adaptlr.core.Transform.over_dtensors`)."""
+        (:meth:`adaptlr.core.Transform.over_dtensors`).
+
+        Args:
+            group: one of :attr:`param_groups`.
+            gi: its index in :attr:`param_groups`; None: looked up.
+        """
         t = self._chain_for(group, gi)
         return t.over_dtensors() if t.collective and has_dtensor(group["params"]) else t
 
@@ -303,6 +327,10 @@ class Optimizer(torch.optim.Optimizer):
 
         Unspecified ones take the constructor's defaults, and the same checks apply; use
         ``init``/``update`` on lists of tensors (see :class:`adaptlr.core.Transform`).
+
+        Args:
+            **hyperparameters: this optimizer's constructor arguments other than ``params``, by
+                keyword, with the values and checks the constructor has.
         """
         # Building a throwaway instance reuses the constructor's defaults and checks exactly.
         opt = cls([torch.zeros(0, requires_grad=True)], **hyperparameters)
@@ -494,7 +522,12 @@ class Optimizer(torch.optim.Optimizer):
     @kernels.opaque_to_compile  # torch.compile runs the step as one call, outside its graphs
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss.
+
+        Args:
+            closure: None, or a callable that recomputes the loss (forward and backward) and returns
+                it; called with gradients enabled before the update.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -564,6 +597,11 @@ class Optimizer(torch.optim.Optimizer):
         reference path keeps a copy of the parameters for the step. ``None`` for a group
         that did not step (no gradient, or a step skipped for a non-finite gradient) and for
         DTensor (FSDP2) parameters, of which a step sees only this process's shard.
+
+        Args:
+            sample: about how many elements of each group to sample for the gradient and η_t/σ_t
+                (default 16384, ``adaptlr.stats.SAMPLE``); an integer >= 1.
+            eff_lr: also measure η_t/σ_t at the sampled elements; True or False.
         """
         self._stats_request = StatsRequest(sample, eff_lr)
 
@@ -587,6 +625,10 @@ class Optimizer(torch.optim.Optimizer):
         state and the groups are as they were. A torch.optim state dict (no
         ``applied_steps``) is migrated with :func:`adaptlr.checkpoint.from_torch_state_dict`,
         and hyperparameters it lacks (``init``, ``fused``) take this optimizer's defaults.
+
+        Args:
+            state_dict: a dict as :meth:`state_dict` returns it (``"state"`` and
+                ``"param_groups"``), of this class or of its torch.optim counterpart.
         """
         checked = check_state_dict(self, state_dict)
         super().load_state_dict(checked)
@@ -616,6 +658,9 @@ class Optimizer(torch.optim.Optimizer):
         ``torch_class`` does not take afterwards). A named optimizer whose state differs from
         its torch counterpart's overrides it, and raises ``ValueError`` for what torch cannot
         express.
+
+        Args:
+            state_dict: a copy of a state dict of this class, changed in place.
         """
 
 
@@ -629,6 +674,12 @@ class GroupValue:
     the value's, so that a factory can leave out a part for a zero (``if weight_decay:``);
     :meth:`Optimizer.transform_for` rebuilds when that changes. ``lr`` has no truth: every
     step may change it, so no chain may depend on it.
+
+    Args:
+        group: the param group (a dict) to read; read at each call, not copied.
+        key: the hyperparameter's key in ``group`` (``"lr"``, ``"betas"``, ...).
+        index: for a tuple-valued hyperparameter (``betas``), the element to read; None: the value
+            itself.
     """
 
     __slots__ = ("group", "index", "key")
@@ -637,6 +688,11 @@ class GroupValue:
         self.group, self.key, self.index = group, key, index
 
     def __call__(self, step: int) -> float:
+        """The value now, as a float (a schedule's call; ``step`` is not used).
+
+        Args:
+            step: the group's step count, as a schedule is called with; ignored.
+        """
         v = self.group[self.key]
         return float(v if self.index is None else v[self.index])
 
@@ -692,6 +748,11 @@ def as_schedule(owner: str, lr: Any) -> Any:
     with ``torch.load(weights_only=True)`` (HF Trainer's default), which rebuilds registered
     :class:`adaptlr.schedules.Schedule` subclasses only: a function or a lambda is refused now,
     not at the first save.
+
+    Args:
+        owner: the name the error message starts with (the optimizer's class name).
+        lr: the value given as ``lr``: an :class:`adaptlr.schedules.Schedule` whose fields pickle,
+            or else refused.
     """
     if isinstance(lr, Schedule):
         try:

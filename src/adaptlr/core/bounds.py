@@ -44,6 +44,29 @@ class bound(rule):
     ``magnitude`` are fed the same update, as in :class:`~adaptlr.core.rule`; ``magnitude``
     may be any magnitude part. σ reported to the monitor is the one whose η/σ is the clipped
     step size, so :meth:`~adaptlr.core.Transform.effective_lr` shows the bounds closing.
+
+    Args:
+        direction (Part | None): the part that makes m_t (AdaBound: :class:`~adaptlr.core.ema`), or
+            None for the update itself; as in :class:`~adaptlr.core.rule`.
+        magnitude (Magnitude): the part that makes σ_t (AdaBound: :class:`~adaptlr.core.ema_sq`;
+            AMSBound: ``ema_sq(..., amsgrad=True)``).
+        lr (float | Callable[[int], float], default 1e-3): α, the adaptive step size; a finite
+            number >= 0, or a callable (a schedule) of the group's step count.
+        final_lr (float | Callable[[int], float], default 0.1): α⋆, the SGD step size both bounds
+            converge to; a finite number >= 0, or a callable (a schedule) of the group's step count.
+        gamma (float | Callable[[int], float], default 1e-3): γ, how fast the bounds close; a number
+            in [0, 1) (0: no clipping), or a callable (a schedule) of the group's step count.
+        base_lr (float | Callable[[int], float] | None, default None): α_0, the lr that ``final_lr``
+            was given for (the bounds then scale with α/α_0); None or 0: no scaling; else a finite
+            number >= 0, or a callable (a schedule) of the group's step count.
+        b1 (float | Callable[[int], float] | None, default None): β1 of the bias correction 1/(1 −
+            β1^t) in η*_t; None: left out; else a number in [0, 1), or a callable (a schedule) of
+            the group's step count.
+        b2 (float | Callable[[int], float] | None, default None): β2 of the bias correction √(1 −
+            β2^t) in η*_t; None: left out; else a number in [0, 1), or a callable (a schedule) of
+            the group's step count.
+        sqrt_t (bool, default False): divide the clipped step by √t (the paper's Algorithm 2); True
+            or False.
     """
 
     lr: Value = 1e-3

@@ -26,6 +26,15 @@ class momentum(Part):
 
     with momentum :math:`\mu` and dampening :math:`\tau`. The first step copies the gradient
     (no dampening), as torch does.
+
+    Args:
+        momentum (float | Callable[[int], float]): μ, the weight of the previous buffer; a finite
+            number >= 0, or a callable (a schedule) of the group's step count.
+        dampening (float | Callable[[int], float], default 0.0): τ: the gradient enters the buffer
+            with weight 1 − τ (from the second step on); a number in [0, 1], or a callable of the
+            step count.
+        nesterov (bool, default False): return g_t + μ b_t (Nesterov momentum) instead of b_t; True
+            or False.
     """
 
     momentum: Value
@@ -60,6 +69,11 @@ class ema(Part):
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad
         \hat m_t = m_t / (1-\beta_1^t)\ \text{(if debias)}
+
+    Args:
+        b1 (float | Callable[[int], float]): β1, the decay rate of the average; a number in [0, 1),
+            or a callable (a schedule) of the group's step count.
+        debias (bool, default True): divide by 1 − β1^t (Adam's bias correction); True or False.
     """
 
     b1: Value
@@ -92,6 +106,13 @@ class nesterov_ema(Part):
                  + \frac{\mu_{t+1}\, m_t}{1 - \prod_{i\le t+1}\mu_i}
 
     ``mu_product`` is kept per tensor in the scalar dtype torch uses, so rounding matches.
+
+    Args:
+        b1 (float | Callable[[int], float]): β1, the decay rate of the average and the scale of μ_t;
+            a number in [0, 1), or a callable (a schedule) of the group's step count.
+        momentum_decay (float | Callable[[int], float], default 0.004): ψ, how fast μ_t rises to β1
+            (torch.optim.NAdam's ``momentum_decay``); a finite number >= 0, or a callable of the
+            step count.
     """
 
     b1: Value

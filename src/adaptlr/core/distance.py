@@ -189,6 +189,27 @@ class scale_by_distance(_ProdigyWeights, Part):
 
     Shared scalars (in each param group): ``d``, ``d_max``, ``d_numerator``, ``d_denom``,
     ``d_hat``, as prodigyopt names them; buffers ``s`` and ``p0`` (x_0).
+
+
+    Args:
+        lr (float | Callable[[int], float], default 1.0): η, multiplies the estimated step size d
+            (1.0: the packages' advice); a finite number >= 0, or a callable (a schedule) of the
+            group's step count.
+        beta3 (float | Callable[[int], float], default √0.999): β3, the decay rate of r and s; a
+            number in [0, 1], or a callable (a schedule) of the group's step count.
+        d0 (float | Callable[[int], float], default 1e-6): d_0, the initial estimate of D; a finite
+            number > 0, or a callable (a schedule) of the group's step count.
+        d_coef (float | Callable[[int], float], default 1.0): c, multiplies the estimate d̂; a
+            finite number > 0, or a callable (a schedule) of the group's step count.
+        growth_rate (float | Callable[[int], float] | None, default None): γ, the largest factor by
+            which d may grow in one step; None: no limit; else a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        safeguard_warmup (bool, default False): s takes (d/d_0)·d·u without η (prodigyopt's
+            ``safeguard_warmup``, for warm-up schedules); True or False.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the optimizer-wide sums are added; None: this process's tensors only
+            (enough for DTensor shards and for replicated parameters).
     """
 
     lr: Value = 1.0
@@ -253,6 +274,43 @@ class prodigy(_ProdigyWeights, Part):
     ``exp_avg`` (β1 > 0), ``exp_avg_sq``, ``s``, ``p0``. A group with lr 0 is frozen: nothing
     of it changes (the package still moves it by its last ``exp_avg`` and its decoupled decay
     at the other groups' step size).
+
+
+    Args:
+        lr (float | Callable[[int], float], default 1.0): η, multiplies the estimated step size d
+            (1.0: the packages' advice); a finite number >= 0, or a callable (a schedule) of the
+            group's step count.
+        b1 (float | Callable[[int], float], default 0.9): β1, the decay rate of the first moment; a
+            number in [0, 1), or a callable (a schedule) of the group's step count.
+        b2 (float | Callable[[int], float], default 0.999): β2, the decay rate of the second moment;
+            a number in [0, 1), or a callable (a schedule) of the group's step count.
+        beta3 (float | Callable[[int], float] | None, default None): β3, the decay rate of r and s;
+            None: √β2; else a number in [0, 1], or a callable (a schedule) of the group's step
+            count.
+        eps (float | Callable[[int], float], default 1e-8): ε, added to the root of the second
+            moment; a finite number > 0, or a callable (a schedule) of the group's step count.
+        weight_decay (float | Callable[[int], float], default 0.0): ω, decoupled weight decay (the
+            coupled form is a part before this one); a finite number >= 0, or a callable (a
+            schedule) of the group's step count.
+        use_bias_correction (bool, default False): multiply the step by √(1 − β2^(k+1))/(1 −
+            β1^(k+1)); True or False.
+        safeguard_warmup (bool, default False): s takes (d/d_0)·d·u without η (prodigyopt's
+            ``safeguard_warmup``, for warm-up schedules); True or False.
+        d0 (float | Callable[[int], float], default 1e-6): d_0, the initial estimate of D; a finite
+            number > 0, or a callable (a schedule) of the group's step count.
+        d_coef (float | Callable[[int], float], default 1.0): c, multiplies the estimate d̂; a
+            finite number > 0, or a callable (a schedule) of the group's step count.
+        growth_rate (float | Callable[[int], float] | None, default None): γ, the largest factor by
+            which d may grow in one step; None: no limit; else a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        first_moment (bool, default True): keep ``exp_avg`` (False: the β1 = 0 form, which the named
+            optimizer :class:`adaptlr.Prodigy` selects for ``betas[0] == 0``); True or False.
+        paper (bool, default False): divide by √v + d_k ε, the paper's Algorithm 3, instead of
+            prodigyopt's √v + d_(k+1) ε; True or False.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the optimizer-wide sums are added; None: this process's tensors only
+            (enough for DTensor shards and for replicated parameters).
     """
 
     lr: Value = 1.0
@@ -355,6 +413,35 @@ class dadapt_adam(_Estimated, Part):
     Shared scalars: ``d``, ``numerator_weighted``; buffers ``s``, ``exp_avg``,
     ``exp_avg_sq``. A group with lr 0 is frozen (the package still moves it by its last
     ``exp_avg``).
+
+
+    Args:
+        lr (float | Callable[[int], float], default 1.0): η, multiplies the estimated step size d
+            (1.0: the packages' advice); a finite number >= 0, or a callable (a schedule) of the
+            group's step count.
+        b1 (float | Callable[[int], float], default 0.9): β1, the decay rate of the first moment; a
+            number in [0, 1), or a callable (a schedule) of the group's step count.
+        b2 (float | Callable[[int], float], default 0.999): β2, the decay rate of the second moment;
+            a number in [0, 1), or a callable (a schedule) of the group's step count.
+        eps (float | Callable[[int], float], default 1e-8): ε, added to the root of the second
+            moment; a finite number > 0, or a callable (a schedule) of the group's step count.
+        weight_decay (float | Callable[[int], float], default 0.0): ω, decoupled weight decay (the
+            coupled form is a part before this one); a finite number >= 0, or a callable (a
+            schedule) of the group's step count.
+        use_bias_correction (bool, default False): multiply the step by √(1 − β2^(k+1))/(1 −
+            β1^(k+1)); True or False.
+        d0 (float | Callable[[int], float], default 1e-6): d_0, the initial estimate of D; a finite
+            number > 0, or a callable (a schedule) of the group's step count.
+        growth_rate (float | Callable[[int], float] | None, default None): γ, the largest factor by
+            which d may grow in one step; None: no limit; else a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        layer_scale (float | Callable[[int], float], default 1.0): ρ, this group's weight in the
+            numerator and the first moment; a finite number >= 0, or a callable (a schedule) of the
+            group's step count.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the optimizer-wide sums are added; None: this process's tensors only
+            (enough for DTensor shards and for replicated parameters).
     """
 
     lr: Value = 1.0
@@ -456,6 +543,26 @@ class dadapt_sgd(_Estimated, Part):
     Shared scalars: ``d``, ``numerator_weighted``, ``g0_norm``; buffers ``z``, ``s``, ``x0``.
     A group with lr 0 keeps its s, and so moves only by momentum towards its z (as the
     package's does).
+
+
+    Args:
+        lr (float | Callable[[int], float], default 1.0): η, multiplies the estimated step size d
+            (1.0: the packages' advice); a finite number >= 0, or a callable (a schedule) of the
+            group's step count.
+        momentum (float | Callable[[int], float], default 0.0): μ, x_(k+1) = μ x_k + (1 − μ)
+            z_(k+1); a finite number >= 0, or a callable (a schedule) of the group's step count.
+        weight_decay (float | Callable[[int], float], default 0.0): coupled weight decay, added to
+            the gradient as ``weight_decay``·x; a finite number >= 0, or a callable (a schedule) of
+            the group's step count.
+        d0 (float | Callable[[int], float], default 1e-6): d_0, the initial estimate of D; a finite
+            number > 0, or a callable (a schedule) of the group's step count.
+        growth_rate (float | Callable[[int], float] | None, default None): γ, the largest factor by
+            which d may grow in one step; None: no limit; else a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the optimizer-wide sums are added; None: this process's tensors only
+            (enough for DTensor shards and for replicated parameters).
     """
 
     lr: Value = 1.0
@@ -554,6 +661,25 @@ class dadapt_adagrad(_Estimated, Part):
 
     Shared scalars: ``d``, ``gsq_weighted`` (G), ``sksq_weighted`` (Q), ``skl1``; buffers
     ``alphak``, ``sk``, ``x0``.
+
+
+    Args:
+        lr (float | Callable[[int], float], default 1.0): η, multiplies the estimated step size d
+            (1.0: the packages' advice); a finite number >= 0, or a callable (a schedule) of the
+            group's step count.
+        momentum (float | Callable[[int], float], default 0.0): μ, x_(k+1) = μ x_k + (1 − μ)
+            z_(k+1); a finite number >= 0, or a callable (a schedule) of the group's step count.
+        eps (float | Callable[[int], float], default 1e-6): ε, added to √α; a finite number > 0, or
+            a callable (a schedule) of the group's step count.
+        d0 (float | Callable[[int], float], default 1e-6): d_0, the initial estimate of D; a finite
+            number > 0, or a callable (a schedule) of the group's step count.
+        growth_rate (float | Callable[[int], float] | None, default None): γ, the largest factor by
+            which d may grow in one step; None: no limit; else a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the optimizer-wide sums are added; None: this process's tensors only
+            (enough for DTensor shards and for replicated parameters).
     """
 
     lr: Value = 1.0

@@ -81,6 +81,26 @@ class dog(Part):
     (ZeRO); DTensors (FSDP2) are summed whole and need none (see
     :meth:`~.base.Transform.over_dtensors`).
 
+    Args:
+        lr (float | Callable[[int], float], default 1.0): c, the paper's constant multiplying η_t
+            (1.0: the paper's advice); a finite number > 0, or a callable (a schedule) of the
+            group's step count.
+        reps_rel (float | Callable[[int], float], default 1e-6): α, the first step's distance r_ε =
+            α(1 + ‖x_0‖) relative to the parameter's norm; a finite number >= 0 (> 0 unless
+            ``init_eta`` is given), or a callable (a schedule) of the group's step count.
+        eps (float | Callable[[int], float], default 1e-8): ε, added once to G (0: the paper's
+            Algorithm 1); a finite number >= 0, or a callable (a schedule) of the group's step
+            count.
+        init_eta (float | Callable[[int], float] | None, default None): η_0 itself, in place of the
+            one from ``reps_rel`` (r̄_0 is then 0); None, or a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        layerwise (bool, default False): keep r̄, G and η per tensor (LDoG) instead of once per
+            param group (DoG); True or False.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the group-wide sums are added; None: this process's tensors only (enough
+            for DTensor shards and for replicated parameters).
+
     Example:
         >>> import torch, adaptlr
         >>> from adaptlr import core

@@ -22,6 +22,16 @@ class Magnitude(Part):
     def accumulate(
         self, u: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
     ) -> dict[str, Any]:
+        """This step's new buffers, by name, from the squares of ``u`` (elementwise).
+
+        Args:
+            u: the update this part receives (the gradient, or what earlier parts made of it): a
+                tensor on the reference path, one element's value in a generated kernel.
+            buf: this part's buffers (:attr:`buffers`) by name, as the previous step left them.
+            c: this step's coefficients, as :meth:`coefficients` returned them.
+            ops: the elementwise operations allowed (``sqrt``, ``maximum``, ``where``, ...):
+                :class:`~adaptlr.core.TorchOps` on the reference path, the tracer's in a kernel.
+        """
         raise NotImplementedError
 
     def apply(self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any):
@@ -34,6 +44,12 @@ class sum_sq(Magnitude):
     r"""Root of the sum of squares (classic Adagrad, torch.optim.Adagrad).
 
     .. math:: s_t = s_0 + \sum_{k\le t} g_k^2,\qquad \sigma_t = \sqrt{s_t} + \epsilon
+
+    Args:
+        eps (float | Callable[[int], float], default 1e-10): ε, added to the root; a finite number
+            >= 0, or a callable (a schedule) of the group's step count.
+        initial_accumulator_value (float, default 0.0): s_0, the sum's starting value
+            (torch.optim.Adagrad's); a finite number >= 0.
     """
 
     eps: Value = 1e-10
@@ -65,6 +81,10 @@ class mean_sq(Magnitude):
     (the lecture counts from 0 and writes :math:`1/(t+1)`). The mean is kept as a running
     mean, :math:`v_t = (1 - 1/t)\,v_{t-1} + g_t^2/t`, so it does not grow with t and an
     infinite square stays infinite instead of turning into inf − inf.
+
+    Args:
+        eps (float | Callable[[int], float], default 1e-8): ε, added to the root; a finite number >=
+            0, or a callable (a schedule) of the group's step count.
     """
 
     eps: Value = 1e-8
@@ -102,6 +122,20 @@ class ema_sq(Magnitude):
     starts at :math:`v_1 = g_1^2`, i.e. the lecture's :math:`\sigma_0 = |g_0|`.
     ``name`` is the buffer's name (torch calls it ``exp_avg_sq`` in Adam and ``square_avg``
     in RMSprop).
+
+    Args:
+        b2 (float | Callable[[int], float]): β, the decay rate of the average; a number in [0, 1]
+            ([0, 1) with ``debias``), or a callable (a schedule) of the group's step count.
+        eps (float | Callable[[int], float], default 1e-8): ε, added to the (debiased) root; a
+            finite number >= 0, or a callable of the step count.
+        debias (bool, default False): divide v_t by 1 − β^t (Adam's bias correction); True or False.
+        amsgrad (bool, default False): divide by the running maximum of v (AMSGrad); True or False.
+        centered (bool, default False): subtract the square of the moving average of the gradients
+            (centered RMSprop); True or False.
+        init (str, default "zero"): the average's start: ``"zero"`` (v_0 = 0, torch) or
+            ``"first_gradient"`` (v_1 = g_1², the lecture's).
+        name (str, default "exp_avg_sq"): the buffer's name in the optimizer's state; a non-empty
+            string.
     """
 
     b2: Value
@@ -189,6 +223,12 @@ class rectified(Magnitude):
 
     ``v_t`` is :func:`ema_sq` without bias correction; torch adds ε to the uncorrected root and
     rectifies when :math:`\rho_t > 5` (the paper says 4).
+
+    Args:
+        b2 (float | Callable[[int], float]): β2, the decay rate of the average of squares; a number
+            in [0, 1), or a callable (a schedule) of the group's step count.
+        eps (float | Callable[[int], float], default 1e-8): ε, added to the uncorrected root; a
+            finite number >= 0, or a callable of the step count.
     """
 
     b2: Value
@@ -229,6 +269,13 @@ class rule(Part):
     ``rule(ema(β1), ema_sq(β2, debias=True))`` is Adam; ``rule(nesterov_ema(β1),
     ema_sq(β2, debias=True))`` is NAdam; ``rule(ema(β1), rectified(β2))`` is RAdam. A plain
     gradient direction is ``rule(None, magnitude)``, the same as the magnitude alone.
+
+    Args:
+        direction (Part | None): the part that makes m_t from the gradient (:class:`ema`,
+            :class:`momentum`, :class:`nesterov_ema`, or any part), or None for the gradient itself;
+            its buffer names must differ from the magnitude's.
+        magnitude (Magnitude): the part that makes σ_t from the same gradient: a :class:`Magnitude`
+            (:class:`sum_sq`, :class:`mean_sq`, :class:`ema_sq`, :class:`rectified`).
     """
 
     direction: Part | None
@@ -272,7 +319,18 @@ class rule(Part):
     def direction_and_squares(
         self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
     ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-        """m_t, the magnitude's new buffers, and every new buffer: both parts fed ``u``."""
+        """m_t, the magnitude's new buffers, and every new buffer: both parts fed ``u``.
+
+        Args:
+            u: the update this rule receives (the gradient, or what earlier parts made of it): a
+                tensor on the reference path, one element's value in a generated kernel.
+            p: the parameter (its value before this step), in the same form as ``u``.
+            buf: the buffers of both parts, by name, as the previous step left them.
+            c: this step's coefficients, as :meth:`coefficients` returned them (the direction's keys
+                prefixed ``d.``, the magnitude's ``m.``).
+            ops: the elementwise operations allowed: :class:`~adaptlr.core.TorchOps` on the
+                reference path, the tracer's in a kernel.
+        """
         new: dict[str, Any] = {}
         m = u
         if self.direction is not None:

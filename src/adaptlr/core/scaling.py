@@ -19,6 +19,10 @@ class scale_by_learning_rate(Part):
 
     ``lr`` is a number or a schedule ``count -> η`` (see :mod:`adaptlr.schedules`), evaluated
     at the number of updates applied before this one.
+
+    Args:
+        lr (float | Callable[[int], float]): η, the learning rate; a finite number >= 0, or a
+            callable (a schedule) of the group's step count.
     """
 
     lr: Value
@@ -42,6 +46,10 @@ class scale_by_lr_decay(Part):
     r"""torch.optim.Adagrad's ``lr_decay``: :math:`u \leftarrow u / (1 + (t-1)\,d)`.
 
     Unlike a schedule it follows each tensor's own step count :math:`t`, as torch does.
+
+    Args:
+        lr_decay (float | Callable[[int], float]): d; a finite number >= 0, or a callable (a
+            schedule) of the group's step count.
     """
 
     lr_decay: Value
@@ -62,7 +70,12 @@ class scale_by_lr_decay(Part):
 
 @dataclass(frozen=True, repr=False)
 class scale(Part):
-    r"""Multiply by a constant: :math:`u \leftarrow s\,u`."""
+    r"""Multiply by a constant: :math:`u \leftarrow s\,u`.
+
+    Args:
+        factor (float | Callable[[int], float]): s; a finite number (of either sign), or a callable
+            (a schedule) of the group's step count.
+    """
 
     factor: Value
 
@@ -88,6 +101,10 @@ class add_decayed_weights(Part):
     Before a magnitude it is *coupled* (L2 regularisation: the decay is divided by σ, as in
     torch's Adam ``weight_decay``); after the magnitude and before the learning rate it is
     *decoupled* (AdamW: :math:`\theta \leftarrow \theta - \eta_t(u + \lambda\theta)`).
+
+    Args:
+        weight_decay (float | Callable[[int], float]): λ; a finite number >= 0, or a callable (a
+            schedule) of the group's step count.
     """
 
     weight_decay: Value
@@ -111,6 +128,10 @@ class add_constant(Part):
     every element by −ηλ whatever its value. Kept so that :class:`adaptlr.SGDW` can give
     that package's results; decay proportional to θ is
     :class:`~adaptlr.core.add_decayed_weights`.
+
+    Args:
+        value (float | Callable[[int], float]): λ; a finite number >= 0, or a callable (a schedule)
+            of the group's step count.
     """
 
     value: Value
@@ -127,7 +148,12 @@ class add_constant(Part):
 
 @dataclass(frozen=True, repr=False)
 class clip_by_value(Part):
-    r"""Clip each element: :math:`u \leftarrow \min(\max(u, -c), c)`."""
+    r"""Clip each element: :math:`u \leftarrow \min(\max(u, -c), c)`.
+
+    Args:
+        max_value (float | Callable[[int], float]): c; a finite number >= 0, or a callable (a
+            schedule) of the group's step count.
+    """
 
     max_value: Value
 
@@ -153,6 +179,14 @@ class clip_by_global_norm(Part):
     holds a *different part* of the parameters as plain tensors (``ZeroRedundancyOptimizer``),
     pass ``process_group`` (a ``torch.distributed`` group, or ``"world"``) so that the sums of
     squares are added across processes; every process must then step every time.
+
+    Args:
+        max_norm (float | Callable[[int], float]): c, the largest joint norm let through; a finite
+            number >= 0, or a callable (a schedule) of the group's step count.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the sums of squares are added; None: this process's tensors only (enough
+            for DTensor shards and for replicated parameters).
     """
 
     max_norm: Value

@@ -64,6 +64,22 @@ class schedule_free(Part):
     ``z`` starts as a copy of the parameter. γ, :math:`\gamma_{\max}` and :math:`W` are kept
     in the param group as ``scheduled_lr``, ``lr_max`` and ``weight_sum``.
 
+    Args:
+        lr (float | Callable[[int], float]): η, the learning rate; a finite number >= 0, or a
+            callable (a schedule) of the group's step count.
+        b1 (float | Callable[[int], float], default 0.9): β, the interpolation between z and x that
+            gives y; a number in (0, 1), or a callable (a schedule) of the group's step count.
+        warmup_steps (float | Callable[[int], float], default 0): T, the steps of linear warm-up of
+            γ (0: none); a finite number >= 0, or a callable (a schedule) of the group's step count.
+        r (float | Callable[[int], float], default 0.0): the power of (k+1) in the averaging
+            weights; a finite number, or a callable (a schedule) of the group's step count.
+        weight_lr_power (float | Callable[[int], float], default 2.0): p, the power of γ_max in the
+            averaging weights; a finite number >= 0, or a callable (a schedule) of the group's step
+            count.
+        lr_factor (float | Callable[[int], float], default 1.0): f_k, a factor of γ (the paper's √(1
+            − β2^(k+1)), RAdam's rectification); a finite number >= 0, or a callable (a schedule) of
+            the group's step count.
+
     Example:
         >>> import torch
         >>> from adaptlr import core
@@ -126,6 +142,12 @@ class group_clock(Magnitude):
     is smaller). ``gate`` (a schedule ``count -> number``) switches the division off where it
     is not above 0.5: σ = 1 there, the update passes unchanged (RAdam's early steps), while
     the buffers still accumulate.
+
+    Args:
+        magnitude (Magnitude): the magnitude part whose coefficients are computed at the group's
+            count (:class:`~adaptlr.core.ema_sq`, ...): a :class:`~adaptlr.core.Magnitude`.
+        gate (Callable[[int], float] | None, default None): a schedule count -> number; where it is
+            not above 0.5, σ = 1; None: always divide.
     """
 
     magnitude: Magnitude

@@ -24,12 +24,20 @@ def dtensor_class() -> Any:
 
 
 def has_dtensor(params: list[Tensor]) -> bool:
-    """Whether any of ``params`` is a DTensor (one C-level pass over their types)."""
+    """Whether any of ``params`` is a DTensor (one C-level pass over their types).
+
+    Args:
+        params: tensors (a param group's ``"params"``).
+    """
     cls = dtensor_class()
     return cls is not None and any(issubclass(t, cls) for t in set(map(type, params)))
 
 
 def shard(t: Tensor) -> Tensor:
-    """This process's shard of a DTensor; any other tensor itself."""
+    """This process's shard of a DTensor; any other tensor itself.
+
+    Args:
+        t: a tensor or a DTensor.
+    """
     cls = dtensor_class()
     return t.to_local() if cls is not None and isinstance(t, cls) else t

@@ -85,13 +85,21 @@ class FastPath:
 
     def watched(self, state: Any) -> defaultdict:
         """``state`` (an ``optimizer.state``) whose per-parameter dicts tick this clock; see
-        :func:`~.watched.watched`."""
+        :func:`~.watched.watched`.
+
+        Args:
+            state: an optimizer's ``state``: a mapping from parameters to their state dicts.
+        """
         return watched(state, self.clock)
 
     def last_active(self, group: dict) -> Active | None:
         """The active set of ``group``'s last fused step, which :meth:`gather` compares the
         group's parameters with as it reads them; ``None`` where there is none to trust (no
-        plan, a plan of another group at a reused id, DTensor shards)."""
+        plan, a plan of another group at a reused id, DTensor shards).
+
+        Args:
+            group: a param group of the optimizer this fast path belongs to.
+        """
         plan = self.plans.get(id(group))
         if plan is None or plan.group is not group or plan.dtensor:
             return None
@@ -99,7 +107,11 @@ class FastPath:
 
     def gather(self, group: dict) -> Gathered:
         """``group``'s parameters with a gradient, their gradients and addresses, read in one
-        pass (see :func:`~.gather.gather`) against the group's last active set."""
+        pass (see :func:`~.gather.gather`) against the group's last active set.
+
+        Args:
+            group: a param group of the optimizer this fast path belongs to.
+        """
         return gather(group["params"], self.last_active(group))
 
     def _warn(self, optimizer: Any, reason: str) -> None:
@@ -201,6 +213,16 @@ class FastPath:
         Nothing is changed when ``False`` is returned (after one warning per reason).
         Otherwise ``True``, or with ``stats`` the step's :class:`~adaptlr.stats.StepStats`,
         measured by the kernel itself.
+
+        Args:
+            optimizer: the adaptlr optimizer stepping (named in warnings).
+            group: the param group to step.
+            params: its parameters that have a gradient this step, in group order.
+            transform: the chain that updates the group.
+            stats: what to measure of the step; None: nothing.
+            grads: what :meth:`gather` found for ``params``; None: gathered here.
+            shared: the group's shared scalars; None: none.
+            sums: by slot, the optimizer-wide totals; None: none.
         """
         found = self._plan_for(optimizer, group, params, transform, grads)
         if found is None:
@@ -230,7 +252,13 @@ class FastPath:
         transfer. ``entries``: per group, the group, its parameters with a gradient, its
         chain, what :meth:`gather` found and its shared scalars. ``None`` for a group (after
         one warning per reason) that the fast path cannot take. Nothing is changed but the
-        state's layout (the group's flat plan, as a fused step makes it)."""
+        state's layout (the group's flat plan, as a fused step makes it).
+
+        Args:
+            optimizer: the adaptlr optimizer stepping (named in warnings).
+            entries: per param group, ``(group, params with a gradient, chain, what
+                :meth:`gather` found or None, shared scalars)``.
+        """
         pending: list[PendingSums | None] = []
         for group, params, transform, grads, shared in entries:
             found = self._plan_for(optimizer, group, params, transform, grads)

@@ -27,6 +27,17 @@ class Gathered:
     with the same strides (listed in ``strided``); ``pptrs`` and ``gptrs`` are then their
     addresses, and ``dtypes`` and ``numels`` the parameters' (else ``None``). Whether those
     strides make a dense block is the plan's check.
+
+    Attributes:
+        params: the parameters that have a gradient, in group order.
+        grads: their gradients, in the same order.
+        dense: whether the fused kernels can take them as they are (see above).
+        pptrs: the parameters' addresses, where ``dense``; else None.
+        gptrs: the gradients' addresses, where ``dense``; else None.
+        strided: where ``dense``, ``(position, strides)`` of each parameter that is not
+            contiguous (empty where all are); else None.
+        dtypes: each parameter's dtype, where ``dense``; else None.
+        numels: each parameter's number of elements, where ``dense``; else None.
     """
 
     params: list[Tensor]

@@ -38,6 +38,9 @@ def opaque_to_compile(step: _Step) -> _Step:
     (``torch.compiler.disable``), exactly as in eager mode. A closure is called first, where
     dynamo can trace it, as the step would call it. Nothing here imports dynamo (a slow import)
     before torch.compile has.
+
+    Args:
+        step: the ``step(self, closure=None)`` method to wrap.
     """
 
     @functools.wraps(step)

@@ -17,7 +17,11 @@ _by_object: dict[int, tuple[Transform, Program | str]] = {}
 
 
 def program_for(transform: Transform) -> Program:
-    """The traced program of ``transform`` (cached on its text; raises :class:`TraceError`)."""
+    """The traced program of ``transform`` (cached on its text; raises :class:`TraceError`).
+
+    Args:
+        transform: the chain to trace (a :class:`~adaptlr.core.Transform`).
+    """
     hit = _by_object.get(id(transform))
     if hit is not None and hit[0] is transform:
         prog = hit[1]

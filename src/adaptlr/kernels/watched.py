@@ -35,6 +35,10 @@ class WatchedState(dict):
     It pickles and deep-copies as itself (with its clock); ``state_dict()`` hands out
     plain dicts (see :meth:`adaptlr.Optimizer.state_dict`). :func:`watched` makes an
     optimizer's state of them.
+
+    Args:
+        clock: the counter to tick on every change (a fast path's ``clock``).
+        items: the entries to start with; None: none.
     """
 
     __slots__ = ("clock",)
@@ -63,6 +67,11 @@ class WatchedState(dict):
         super().clear()
 
     def pop(self, *args: Any) -> Any:
+        """``dict.pop``, ticking the clock.
+
+        Args:
+            *args: ``key`` and, optionally, ``default``, as ``dict.pop`` takes them.
+        """
         self.clock.ticks += 1
         return super().pop(*args)
 
@@ -71,10 +80,22 @@ class WatchedState(dict):
         return super().popitem()
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
+        """``dict.setdefault``, ticking the clock (also when ``key`` is there).
+
+        Args:
+            key: the key.
+            default: the value to set where ``key`` is missing.
+        """
         self.clock.ticks += 1
         return super().setdefault(key, default)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
+        """``dict.update``, ticking the clock.
+
+        Args:
+            *args: at most one mapping or iterable of pairs, as ``dict.update`` takes it.
+            **kwargs: more entries by keyword.
+        """
         self.clock.ticks += 1
         super().update(*args, **kwargs)
 

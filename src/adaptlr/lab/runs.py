@@ -78,7 +78,11 @@ class Trajectory:
         return self.loss - (self.surface.min_value or 0.0)
 
     def steps_to_reach(self, tol: float) -> np.ndarray:
-        """Per run: the first step after which the distance stays below ``tol`` (-1: never)."""
+        """Per run: the first step after which the distance stays below ``tol`` (-1: never).
+
+        Args:
+            tol: the distance to the nearest known minimum to stay below; a number > 0.
+        """
         d = self.distance()
         inside = d < tol
         # last step that was outside; the run has "arrived" one step later, if it stays
@@ -238,5 +242,16 @@ def run_many(
     *,
     schedule: str | Callable[[int], float] | None = None,
 ) -> list[Trajectory]:
-    """:func:`run` for each optimizer, same surface, starts, steps and schedule."""
+    """:func:`run` for each optimizer, same surface, starts, steps and schedule.
+
+    Args:
+        surface: the error surface.
+        optimizers: each as :func:`run` takes it: a spec string (``"adam:lr=0.1"``), an
+            :class:`OptimizerSpec`, an adaptlr core chain or a factory ``params -> optimizer``.
+        starts: start point(s), ``(2,)`` or ``(R, 2)``; the surface's default start if None.
+        steps: number of updates of each (default 500).
+        schedule: a schedule (callable ``step -> lr``) or a spec for
+            :func:`adaptlr.schedules.from_spec`, given to every spec as in :func:`run`; None:
+            none.
+    """
     return [run(surface, o, starts, steps, schedule=schedule) for o in optimizers]

@@ -68,6 +68,12 @@ class OptimizerSpec:
 
     ``schedule`` (a callable ``step -> lr``, e.g. from :mod:`adaptlr.schedules`) replaces
     ``lr``: adaptlr optimizers evaluate it at their own applied-step count.
+
+    Attributes:
+        name: the optimizer's name, a key of :data:`OPTIMIZERS` (``"adam"``, ``"sgd"``, ...).
+        kwargs: keyword arguments of its class, over the entry's defaults (default: none).
+        schedule: None, or a callable step -> lr that replaces ``lr``.
+        schedule_name: the schedule's name in :attr:`label`; None: its class's name.
     """
 
     name: str
@@ -95,11 +101,20 @@ class OptimizerSpec:
     def with_schedule(
         self, schedule: Callable[[int], float], name: str | None = None
     ) -> OptimizerSpec:
-        """The same optimizer with ``lr`` replaced by ``schedule``."""
+        """The same optimizer with ``lr`` replaced by ``schedule``.
+
+        Args:
+            schedule: a callable step -> lr (an :class:`adaptlr.schedules.Schedule`).
+            name: the schedule's name in :attr:`label`; None: its class's name.
+        """
         return OptimizerSpec(self.name, dict(self.kwargs), schedule, name)
 
     def build(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
-        """Construct the adaptlr optimizer over ``params``."""
+        """Construct the adaptlr optimizer over ``params``.
+
+        Args:
+            params: the tensors to optimize (or param-group dicts), as torch.optim takes them.
+        """
         entry = OPTIMIZERS[self.name]
         kwargs = {**entry.defaults, **self.kwargs}
         if self.schedule is not None:
@@ -117,6 +132,10 @@ def _fmt(v: Any) -> str:
 
 def parse_optimizer(spec: str) -> OptimizerSpec:
     """Parse ``"name"`` or ``"name:key=value,..."``; ``ValueError`` says what is allowed.
+
+    Args:
+        spec: ``"name"`` or ``"name:key=value,..."``: a name of :data:`OPTIMIZERS` and keyword
+            arguments of its class (a tuple written ``a/b``, as ``betas=0.9/0.99``).
 
     >>> parse_optimizer("adam:lr=0.1,betas=0.9/0.99").kwargs
     {'lr': 0.1, 'betas': (0.9, 0.99)}
@@ -143,7 +162,13 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
 
 
 def parse_schedule(spec: str, lr: float) -> Callable[[int], float]:
-    """A schedule from ``adaptlr.schedules.from_spec``, with ``lr`` as its default peak."""
+    """A schedule from ``adaptlr.schedules.from_spec``, with ``lr`` as its default peak.
+
+    Args:
+        spec: a schedule spec such as ``"warmup_cosine:warmup=50,total_steps=500"`` (see
+            :func:`adaptlr.schedules.from_spec`).
+        lr: the peak lr where the spec gives none; a finite number >= 0.
+    """
     from adaptlr import schedules
 
     return schedules.from_spec(spec, lr=lr)

@@ -68,11 +68,20 @@ class Surface:
     saddles: tuple[Point, ...] = field(default=())
 
     def __call__(self, xy: Tensor) -> Tensor:
-        """The loss at ``xy`` (shape ``(..., 2)``)."""
+        """The loss at ``xy`` (shape ``(..., 2)``).
+
+        Args:
+            xy: points, a tensor of shape ``(..., 2)``.
+        """
         return self.loss(xy)
 
     def distance_to_minimum(self, xy: Tensor) -> Tensor:
-        """Euclidean distance from ``xy`` (``(..., 2)``) to the nearest known minimum."""
+        """Euclidean distance from ``xy`` (``(..., 2)``) to the nearest known minimum.
+
+        Args:
+            xy: points, a tensor of shape ``(..., 2)``; ``ValueError`` if the surface has no
+                known minimum.
+        """
         if not self.minima:
             raise ValueError(f"surface {self.name!r} has no known minimum")
         m = torch.tensor(self.minima, dtype=xy.dtype, device=xy.device)  # (M, 2)
@@ -83,6 +92,10 @@ class Surface:
 
         Scale-invariant methods (Adam, RMSProp) do not notice; methods whose step is
         proportional to the gradient (SGD, RAdam's first steps) do.
+
+        Args:
+            factor: the multiplier of the loss and the gradient; a finite number.
+            name: the new surface's name; None: ``"<name>*<factor>"``.
         """
         loss, grad = self.loss, self.grad
         return replace(
@@ -111,6 +124,17 @@ class Surface:
         ``f`` is either ``f(xy)`` with ``xy`` of shape ``(..., 2)`` or ``f(x, y)`` with two
         tensors of shape ``(...)``; it must be written with torch operations and treat each
         point independently (it is called on a batch of points).
+
+        Args:
+            f: the loss, ``f(xy)`` or ``f(x, y)``, written with torch operations.
+            name: short name (default ``"custom"``).
+            minima: the global minima, (x, y) pairs (default: unknown).
+            min_value: the loss at the minima; None: ``f`` at the first of ``minima`` (or
+                unknown without them).
+            window: ``((xmin, xmax), (ymin, ymax))`` for plots (default the square ±5).
+            start: the default start point; None: 20% across and 80% up the window.
+            description: one line for ``adaptlr lab surfaces``.
+            log_levels: draw contours on a log scale of ``loss - min_value``; True or False.
 
         >>> s = Surface.from_function(lambda x, y: x**2 + 3 * y**2, minima=[(0.0, 0.0)])
         >>> s.grad(torch.tensor([[1.0, 1.0]]))
@@ -181,6 +205,13 @@ def elongated(
     ``a = flat``, ``b = steep``, ``c = tilt``. Along ``w1`` the surface is flat, along ``w2``
     steep; the Hessian is ``[[a + b c^2, -b c], [-b c, b]]`` (eigenvalues about 0.99 and
     101.01 for the defaults), the minimum is ``w*`` with loss 0.
+
+    Args:
+        flat: a, the curvature along the valley (default 1.0).
+        steep: b, the curvature across it (default 100.0).
+        tilt: c, the slope of the valley's floor (default 0.1).
+        minimum: w*, the minimum (default (1.0, 0.5)).
+        name: the surface's name (default ``"elongated"``).
     """
     a, b, c = float(flat), float(steep), float(tilt)
     m1, m2 = float(minimum[0]), float(minimum[1])
@@ -363,7 +394,12 @@ SURFACES: dict[str, Surface] = {
 
 
 def get_surface(name: str) -> Surface:
-    """The built-in surface ``name``; ``ValueError`` listing the allowed names otherwise."""
+    """The built-in surface ``name``; ``ValueError`` listing the allowed names otherwise.
+
+    Args:
+        name: a key of :data:`SURFACES` (``"elongated"``, ``"rosenbrock"``, ``"beale"``,
+            ``"himmelblau"``, ``"saddle"``, ``"rastrigin"``).
+    """
     try:
         return SURFACES[name]
     except KeyError:

@@ -225,6 +225,12 @@ def write_report(
     on its own records, a paragraph per run headed by its label and steps.
 
     This is what ``adaptlr monitor report LOG.jsonl --out DIR`` runs.
+
+    Args:
+        log_path: the ``.jsonl`` log a :class:`Monitor` wrote (str or path-like).
+        out_dir: the directory to write into (str or path-like); created if missing.
+        window: records per diagnosis: the last ``window`` records of each run are diagnosed
+            and the dashboard's bands are this many records wide (default 50); an int.
     """
     recs = load_log(log_path)
     runs = split_runs(recs)

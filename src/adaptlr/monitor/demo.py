@@ -176,6 +176,10 @@ def demo_section(out_dir: str | os.PathLike[str], *, number: int | None = None) 
     The fragment is one ``<section id="monitor">``; its ``<img>`` tags use paths relative to
     `out_dir`, so it can be embedded in a report written there. `number`: the section's number
     in that report (its heading then reads ``"7. Why is ..."``); ``None``: no number.
+
+    Args:
+        out_dir: the directory (str or path-like) the PNGs are written into; created if missing.
+        number: the section's number in the report, an int; None (default): no number.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

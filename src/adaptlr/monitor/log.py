@@ -125,6 +125,7 @@ class Run:
         superseded: step records dropped because a resume went back before them (written
             after the checkpoint the run was resumed from, by a process that then stopped).
         diagnoses: its ``"diagnosis"`` lines.
+        run_id: the ``run_id`` of its ``"meta"`` line (None when the log names none).
     """
 
     label: str
@@ -152,6 +153,9 @@ def split_runs(records: list[dict[str, Any]]) -> list[Run]:
     the run went back to its checkpoint); a step record whose step is not after the current
     run's last one, with no resume before it, starts a new run (a second run appended to the
     same log without the monitor's state). Runs without steps are left out.
+
+    Args:
+        records: the log's lines, as :func:`load_log` returns them (dicts, in file order).
     """
     runs: list[Run] = []
     current: Run | None = None

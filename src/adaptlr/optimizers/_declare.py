@@ -219,7 +219,12 @@ class Declared(Optimizer):
 
     @classmethod
     def build(cls, *args: Any, **kwargs: Any) -> Transform:
-        """Deprecated: use :meth:`transform`, which applies the defaults and the checks."""
+        """Deprecated: use :meth:`transform`, which applies the defaults and the checks.
+
+        Args:
+            *args: the hyperparameters' values in declaration order, used unchecked.
+            **kwargs: the hyperparameters' values by name, used unchecked.
+        """
         warnings.warn(
             f"{cls.__name__}.build is deprecated and will be removed in the next release; "
             f"use {cls.__name__}.transform(**hyperparameters), which applies the defaults and "

@@ -27,6 +27,12 @@ class PolynomialDecayAverager:
     parameter, or to ``model.device`` where the model has one). The package copies only
     ``int64`` entries and averages other integer ones; here every non-floating entry is copied.
 
+    Args:
+        model: the model being trained (a ``torch.nn.Module``), whose ``state_dict()`` entries are
+            averaged.
+        gamma: γ, how fast early iterates are forgotten (default 8.0; 0: the uniform average); a
+            finite number >= 0.
+
     Example:
         >>> import torch, adaptlr
         >>> model = torch.nn.Linear(1, 1, bias=False)
@@ -94,7 +100,11 @@ class PolynomialDecayAverager:
         return {"t": self.t, "av_model": self.av_model.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load what :meth:`state_dict` returned (this class's or the package's)."""
+        """Load what :meth:`state_dict` returned (this class's or the package's).
+
+        Args:
+            state_dict: ``{"t": int >= 1, "av_model": the averaged model's state dict}``.
+        """
         t = _checks.Integer(1).check(type(self).__name__, "state_dict['t']", state_dict["t"])
         self.av_model.load_state_dict(state_dict["av_model"])
         self.t = t

@@ -59,10 +59,10 @@ class Lookahead(torch.optim.Optimizer):
     Args:
         optimizer: the inner optimizer (any ``torch.optim.Optimizer``: adaptlr's or torch's).
         k: inner steps per synchronisation, a positive int (default 5).
-        alpha: slow-weight step size :math:`\alpha \in [0, 1]` (default 0.5); 1 follows the
-            inner optimizer, 0 keeps the slow weights.
-        slow_start: ``"after_first_step"`` (default, the package's) or ``"initial"`` (the
-            paper's: the slow weights are the parameters before the first step).
+        alpha: slow-weight step size :math:`\alpha \in [0, 1]` (default 0.5); 1 follows the inner
+            optimizer, 0 keeps the slow weights.
+        slow_start: ``"after_first_step"`` (default, the package's) or ``"initial"`` (the paper's:
+            the slow weights are the parameters before the first step).
         inner_state: ``"keep"`` (default, the package's and the paper's main experiments) or
             ``"reset"`` (clear the inner optimizer's state of every parameter at each
             synchronisation).
@@ -150,7 +150,12 @@ class Lookahead(torch.optim.Optimizer):
         return self._counter
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group to the inner optimizer; its cycle starts at its first step."""
+        """Add a group to the inner optimizer; its cycle starts at its first step.
+
+        Args:
+            param_group: a param group as the inner optimizer's ``add_param_group`` takes it (a dict
+                with ``"params"`` and, optionally, its hyperparameters).
+        """
         self.optimizer.add_param_group(param_group)
         self._counters()
 
@@ -174,7 +179,12 @@ class Lookahead(torch.optim.Optimizer):
                     st.clear()  # the inner optimizer re-creates it at its next step
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One inner step; then each group whose cycle ends synchronises."""
+        """One inner step; then each group whose cycle ends synchronises.
+
+        Args:
+            closure: None, or a callable that recomputes the loss and returns it, passed to the
+                inner optimizer's ``step``.
+        """
         counters = self._counters()
         with torch.no_grad():
             if self.slow_start == "initial":
@@ -220,6 +230,10 @@ class Lookahead(torch.optim.Optimizer):
 
         Everything is checked before anything changes; the arguments saved (``k``, ``alpha``,
         the options) replace this wrapper's, as a state dict's hyperparameters do in torch.
+
+        Args:
+            state_dict: a dict as :meth:`state_dict` returns it, or as
+                ``torch_optimizer.Lookahead.state_dict`` does.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(

@@ -151,6 +151,12 @@ class _ScheduleFree:
         return super().step(closure)  # type: ignore[misc]
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group, in the mode (train or eval) the other groups are in.
+
+        Args:
+            param_group: a dict with ``"params"`` (the tensors) and, optionally, values of this
+                optimizer's hyperparameters for them.
+        """
         groups = self.param_groups
         mode = bool(groups[0].get("train_mode", True)) if groups else True
         super().add_param_group(param_group)  # type: ignore[misc]
@@ -333,6 +339,16 @@ def update_bn(
     ``batches``: each a tensor, or a list/tuple whose first element is the model's input; at
     most ``max_batches`` of them), and puts the optimizer and the model back in the modes they
     were in. Call it before evaluating, after ``optimizer.eval()`` or not.
+
+    Args:
+        batches: an iterable of batches: each a tensor, or a list/tuple whose first element is the
+            model's input.
+        model: the ``torch.nn.Module`` whose BatchNorm statistics are recomputed.
+        optimizer: the schedule-free optimizer (:class:`AdamWScheduleFree`, :class:`SGDScheduleFree`
+            or :class:`RAdamScheduleFree`) that trains ``model``.
+        device: where each batch is moved before the forward pass (``torch.device`` or a string);
+            None: left where it is.
+        max_batches: use at most this many batches; None: all of them; else an int >= 1.
 
     Example:
         >>> import torch, adaptlr

@@ -62,10 +62,20 @@ class Schedule:
         _register_safe_global(cls)
 
     def __call__(self, step: int) -> float:
+        """The learning rate at ``step``, as a float.
+
+        Args:
+            step: the 0-based step count (an optimizer passes its applied updates); an
+                integer >= 0 (an integer-valued float or 0-d tensor is accepted).
+        """
         return float(self.value(check_step(step)))
 
     def value(self, t: int) -> float:
-        """The learning rate at a validated step ``t >= 0``."""
+        """The learning rate at a validated step ``t >= 0``; what a subclass defines.
+
+        Args:
+            t: the 0-based step count, an ``int >= 0`` (checked by :meth:`__call__`).
+        """
         raise NotImplementedError
 
 
@@ -88,6 +98,10 @@ def _register_safe_global(cls: type) -> None:
 
 def sample(schedule: Schedule, steps: int) -> list[float]:
     """The values ``[schedule(0), ..., schedule(steps - 1)]``.
+
+    Args:
+        schedule: the :class:`Schedule` to evaluate.
+        steps: how many steps, from 0; an integer >= 0.
 
     >>> from adaptlr.schedules import step_decay
     >>> sample(step_decay(1.0, step_size=2, gamma=0.5), 5)

@@ -580,6 +580,9 @@ def constant(lr: float) -> Schedule:
 
     .. math:: \eta_t = \eta
 
+    Args:
+        lr: the learning rate η, >= 0.
+
     >>> constant(0.1)(1000)
     0.1
     """
@@ -590,6 +593,11 @@ def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
     r"""Multiply by ``gamma`` every ``step_size`` steps (the shape of ``torch``'s ``StepLR``).
 
     .. math:: \eta_t = \eta \, \gamma^{\lfloor t / s \rfloor}
+
+    Args:
+        lr: the initial learning rate η, >= 0.
+        step_size: s, the steps between two multiplications, an int >= 1.
+        gamma: γ, the factor, >= 0 (default 0.1).
 
     >>> s = step_decay(1.0, step_size=10, gamma=0.5)
     >>> s(9), s(10), s(25)
@@ -605,6 +613,12 @@ def multi_step(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sche
 
     .. math:: \eta_t = \eta \, \gamma^{\#\{m_i \le t\}}
 
+    Args:
+        lr: the initial learning rate η, >= 0.
+        milestones: the steps m_i at which to multiply: a sequence of ints >= 1 (in any order;
+            sorted).
+        gamma: γ, the factor, >= 0 (default 0.1).
+
     >>> s = multi_step(1.0, milestones=[3, 5], gamma=0.1)
     >>> s(2), s(3), round(s(5), 12)
     (1.0, 0.1, 0.01)
@@ -616,6 +630,10 @@ def exponential(lr: float, gamma: float) -> Schedule:
     r"""Multiply by ``gamma`` every step (the shape of ``torch``'s ``ExponentialLR``).
 
     .. math:: \eta_t = \eta \, \gamma^{t}
+
+    Args:
+        lr: the initial learning rate η, >= 0.
+        gamma: γ, the factor per step, > 0.
 
     >>> exponential(1.0, gamma=0.5)(3)
     0.125
@@ -638,6 +656,13 @@ def polynomial(
 
     .. math::
         \eta_t = (\eta - \eta_{end}) \left(1 - \frac{\min(t, T)}{T}\right)^{p} + \eta_{end}
+
+    Args:
+        lr: the initial learning rate η, >= 0.
+        total_steps: T, the steps of the decay, an int >= 1.
+        power: p, the power of the decay, > 0 (default 1.0: linear).
+        min_lr: η_end, the value from ``total_steps`` on, >= 0 (default 0.0).
+        end_lr: ``min_lr``'s old name (a FutureWarning); give one of the two, not both.
 
     >>> s = polynomial(1.0, total_steps=4, power=2.0)
     >>> s(0), s(2), s(4), s(100)
@@ -688,6 +713,10 @@ def inverse_time(lr: float, decay: float) -> Schedule:
 
     .. math:: \eta_t = \frac{\eta}{1 + d\, t}
 
+    Args:
+        lr: the initial learning rate η, >= 0.
+        decay: d, >= 0 (0: constant).
+
     >>> inverse_time(1.0, decay=0.5)(2)
     0.5
     """
@@ -705,6 +734,11 @@ def cosine(lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
         \eta_t = \eta_{min} + \frac{\eta - \eta_{min}}{2}
                  \left(1 + \cos\frac{\pi \min(t, T)}{T}\right)
 
+    Args:
+        lr: the initial learning rate η, >= 0.
+        total_steps: T, the steps of the decay, an int >= 1.
+        min_lr: η_min, the value from ``total_steps`` on, >= 0 (default 0.0).
+
     >>> s = cosine(1.0, total_steps=100)
     >>> s(0), round(s(50), 12), s(100), s(200)
     (1.0, 0.5, 0.0, 0.0)
@@ -719,6 +753,11 @@ def linear_warmup(lr: float, warmup: int, start_lr: float = 0.0) -> Schedule:
         \eta_t = \eta_{start} + (\eta - \eta_{start}) \frac{\min(t, w)}{w}
 
     Join it with a decay using :func:`join` (boundary ``warmup``).
+
+    Args:
+        lr: the value η from ``warmup`` on, >= 0.
+        warmup: w, the steps of the ramp, an int >= 0 (0: ``lr`` from the start).
+        start_lr: η_start, the value at t = 0, >= 0 (default 0.0).
 
     >>> s = linear_warmup(1.0, warmup=4)
     >>> s(0), s(1), s(4), s(9)
@@ -740,6 +779,12 @@ def warmup_linear(
             \eta \, t / w & t < w \\
             \eta \max\!\left(0, \frac{T - t}{\max(1, T - w)}\right) & t \ge w
         \end{cases}
+
+    Args:
+        lr: the peak learning rate η, reached at t = ``warmup``, >= 0.
+        warmup: w, the steps of warm-up, an int >= 0 and <= ``total_steps``.
+        total_steps: T, where the rate reaches 0, an int >= 1 (required).
+        total: ``total_steps``'s old name (a FutureWarning); give one of the two, not both.
 
     >>> s = warmup_linear(1.0, warmup=2, total_steps=6)
     >>> [s(t) for t in range(8)]
@@ -774,6 +819,15 @@ def warmup_cosine(
 
     Unlike HuggingFace, :math:`p` stops at 1, so the value after ``total_steps`` is held.
 
+    Args:
+        lr: the peak learning rate η, reached at t = ``warmup``, >= 0.
+        warmup: w, the steps of warm-up, an int >= 0 and <= ``total_steps``.
+        total_steps: T, where the decay ends, an int >= 1 (required).
+        min_lr: η_min, where the decay ends, >= 0 (default 0.0).
+        num_cycles: c, the cosine waves over the decay, > 0 (default 0.5: one half-wave down to
+            ``min_lr``).
+        total: ``total_steps``'s old name (a FutureWarning); give one of the two, not both.
+
     >>> s = warmup_cosine(1.0, warmup=10, total_steps=110)
     >>> s(5), s(10), round(s(60), 12), s(110), s(500)
     (0.5, 1.0, 0.5, 0.0, 0.0)
@@ -791,6 +845,11 @@ def transformer(d_model: int, warmup: int, scale: float = 1.0) -> Schedule:
     The paper counts steps from 1; here ``t`` counts updates already applied, so the
     formula uses ``n = t + 1`` (the first update has a positive learning rate). The peak is
     at ``n = warmup``.
+
+    Args:
+        d_model: d, the model width, an int >= 1.
+        warmup: w, the step n of the peak, an int >= 1.
+        scale: s, a factor of the whole schedule, >= 0 (default 1.0).
 
     >>> s = transformer(d_model=512, warmup=4000)
     >>> round(s(3999), 10) == round(512**-0.5 * 4000**-0.5, 10)
@@ -822,6 +881,15 @@ def cyclic(
     ``mode`` is one of ``"triangular"``, ``"triangular2"``, ``"exp_range"``; ``gamma`` is
     used by ``"exp_range"`` only. ``step_size_down`` defaults to ``step_size_up``.
 
+    Args:
+        base_lr: η_base, the low end of each cycle, >= 0.
+        max_lr: η_max, the high end, >= 0.
+        step_size_up: u, the steps from low to high, an int >= 1.
+        step_size_down: d, the steps from high to low, an int >= 1; None: ``step_size_up``.
+        mode: the amplitude's shape: ``"triangular"`` (default), ``"triangular2"`` or
+            ``"exp_range"``.
+        gamma: γ, the amplitude's factor per step in ``"exp_range"`` mode, > 0 (default 1.0).
+
     >>> s = cyclic(0.0, 1.0, step_size_up=2)
     >>> [s(t) for t in range(5)]
     [0.0, 0.5, 1.0, 0.5, 0.0]
@@ -840,6 +908,13 @@ def cosine_restarts(lr: float, T_0: int, T_mult: int = 1, min_lr: float = 0.0) -
     .. math::
         \eta_t = \eta_{min} + \frac{\eta - \eta_{min}}{2}
                  \left(1 + \cos\frac{\pi (t - S_k)}{T_k}\right)
+
+    Args:
+        lr: the value at the start of each cycle η, >= 0.
+        T_0: the steps of the first cycle, an int >= 1.
+        T_mult: m, the factor by which each cycle is longer than the previous one, an int >= 1
+            (default 1).
+        min_lr: η_min, the value each cycle decays towards, >= 0 (default 0.0).
 
     >>> s = cosine_restarts(1.0, T_0=4, T_mult=2)
     >>> s(0), s(2), s(4), s(8), s(12)
@@ -871,6 +946,16 @@ def one_cycle(
 
     ``anneal_strategy`` is ``"cos"`` or ``"linear"``. Steps past ``total_steps - 1`` hold
     the final value (torch raises instead).
+
+    Args:
+        max_lr: η_max, the peak, >= 0.
+        total_steps: N, the steps of the cycle, an int >= 1.
+        pct_start: p, the fraction of the steps spent rising, in [0, 1] (default 0.3).
+        anneal_strategy: ``"cos"`` (default) or ``"linear"``.
+        div_factor: η_0 = η_max / div_factor, > 0 (default 25.0).
+        final_div_factor: the final value is η_0 / final_div_factor, > 0 (default 1e4).
+        three_phase: go back to η_0 at step 2pN − 2 before the final decay (torch's
+            ``three_phase``); True or False (default False).
 
     >>> s = one_cycle(1.0, total_steps=100, pct_start=0.5, anneal_strategy="linear")
     >>> s(0), s(49), round(s(99), 12)
@@ -1011,6 +1096,11 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     schedule ``i + 1`` starts at its step 0.
 
     .. math:: \eta_t = s_i(t - b_{i-1}), \qquad i = \#\{j : b_j \le t\}
+
+    Args:
+        schedules: the schedules in order: a non-empty sequence of :class:`Schedule` objects.
+        boundaries: b_i, the step at which schedule i + 1 starts: ``len(schedules) - 1`` non-
+            decreasing ints >= 0.
 
     >>> s = join([linear_warmup(1.0, warmup=2), cosine(1.0, total_steps=4)], boundaries=[2])
     >>> [round(s(t), 6) for t in range(7)]

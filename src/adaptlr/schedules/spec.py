@@ -96,6 +96,11 @@ def from_spec(spec: str, lr: float | None = None) -> Schedule:
     names, unknown or missing keys and bad values raise ``ValueError`` with a one-line
     message that says what is allowed.
 
+    Args:
+        spec: ``"name"`` or ``"name:key=value,..."``: a name of :data:`SCHEDULES` and
+            arguments of its factory (``warmup_cosine``'s ``warmup``, ``total_steps``, ...).
+        lr: the learning rate where the spec gives none; None: the spec must give it.
+
     >>> from_spec("cosine:lr=0.1,total_steps=100")
     Cosine(lr=0.1, total_steps=100, min_lr=0.0)
     >>> from_spec("warmup_cosine:warmup=50,total_steps=500", lr=0.1)(50)

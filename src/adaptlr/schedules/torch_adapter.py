@@ -33,6 +33,13 @@ class ScheduleLR(LRScheduler):
     like ``LambdaLR``'s functions); :meth:`load_state_dict` also writes the resumed lr into
     the optimizer, so the order of loading optimizer and scheduler does not matter.
 
+    Args:
+        optimizer: the ``torch.optim.Optimizer`` (adaptlr's or torch's) whose groups' lr it sets.
+        schedule: one :class:`Schedule` for every group, a sequence of one per param group, or
+            None: follow the optimizer's own schedules and change nothing (default).
+        last_epoch: the index of the last step taken, as torch's schedulers count it (default
+            -1: none yet; the constructor then sets step 0's lr); an int >= -1.
+
     >>> import torch
     >>> from adaptlr.schedules import cosine
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -108,6 +115,10 @@ def to_torch(
 ) -> ScheduleLR:
     """A :class:`ScheduleLR` driving ``optimizer`` with ``schedule`` (call its ``step()``
     after each ``optimizer.step()``).
+
+    Args:
+        optimizer: the ``torch.optim.Optimizer`` whose groups' lr it sets.
+        schedule: one :class:`Schedule` for every group, or a sequence of one per param group.
 
     >>> import torch
     >>> from adaptlr.schedules import constant
