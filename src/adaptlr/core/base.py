@@ -35,7 +35,12 @@ Value = float | Callable[[int], float]
 
 
 def resolve(value: Value, step: int) -> float:
-    """The value of a number or a schedule at ``step``."""
+    """The value of a number or a schedule at ``step``.
+
+    Args:
+        value: a number, or a callable of the step (a schedule, a param group's live value).
+        step: the count the callable is evaluated at (ignored for a number).
+    """
     return float(value(step)) if callable(value) else float(value)
 
 
@@ -95,14 +100,30 @@ class TorchOps:
 
     @staticmethod
     def sqrt(x: Any) -> Any:
+        """√x, elementwise.
+
+        Args:
+            x: a tensor or a Python float.
+        """
         return torch.sqrt(x) if isinstance(x, Tensor) else math.sqrt(x)
 
     @staticmethod
     def abs(x: Any) -> Any:
+        """|x|, elementwise.
+
+        Args:
+            x: a tensor or a Python float.
+        """
         return torch.abs(x) if isinstance(x, Tensor) else abs(x)
 
     @staticmethod
     def maximum(a: Any, b: Any) -> Any:
+        """The larger of ``a`` and ``b``, elementwise.
+
+        Args:
+            a: a tensor or a Python float.
+            b: a tensor or a Python float.
+        """
         if isinstance(a, Tensor) and isinstance(b, Tensor):
             return torch.maximum(a, b)
         if isinstance(a, Tensor):
@@ -113,6 +134,12 @@ class TorchOps:
 
     @staticmethod
     def minimum(a: Any, b: Any) -> Any:
+        """The smaller of ``a`` and ``b``, elementwise.
+
+        Args:
+            a: a tensor or a Python float.
+            b: a tensor or a Python float.
+        """
         if isinstance(a, Tensor) and isinstance(b, Tensor):
             return torch.minimum(a, b)
         if isinstance(a, Tensor):
@@ -123,6 +150,14 @@ class TorchOps:
 
     @staticmethod
     def where(cond: Any, a: Any, b: Any) -> Any:
+        """``a`` where ``cond`` holds, else ``b``, elementwise.
+
+        Args:
+            cond: a boolean tensor, or a plain bool when it depends on coefficients only
+                (then only the chosen operand is returned).
+            a: a tensor or a Python float.
+            b: a tensor or a Python float.
+        """
         if isinstance(cond, (bool, int, float)):
             return a if cond else b
         return torch.where(cond, a, b)
@@ -132,9 +167,12 @@ class TorchOps:
 class Buffer:
     """A per-element state tensor of a part, shaped like the parameter.
 
-    ``name`` follows torch.optim where an equivalent exists; ``fill`` is its initial value, or
-    with ``from_param`` the buffer starts as a copy of the parameter (the initial point x_0
-    that D-Adaptation, Prodigy and DoG measure distances from, Schedule-Free's ``z``).
+    Args:
+        name: its name in the part (and, unless two parts share one, its state key); torch.optim's
+            where an equivalent exists.
+        fill: its initial value: a number, or a param group's live value read at creation.
+        from_param: start as a copy of the parameter instead (the initial point x_0 that
+            D-Adaptation, Prodigy and DoG measure distances from, Schedule-Free's ``z``).
     """
 
     name: str
@@ -147,7 +185,15 @@ class Scalar:
     """A scalar state: per tensor (NAdam's ``mu_product``, a 0-d tensor in each tensor's
     state) when listed in :attr:`Part.scalars`, or one per param group (Prodigy's ``d``, a
     float in the group, where the reference packages keep it) in :attr:`Part.shared`.
-    ``initial`` may be a group's live value (Prodigy's ``d`` starts at ``d0``)."""
+
+    Args:
+        name: its state key (a per-tensor scalar) or its param-group key (a shared one).
+        initial: its initial value: a number, or a group's live value (Prodigy's ``d`` starts
+            at ``d0``).
+        dtype: the dtype of a per-tensor scalar's 0-d tensor; ``None``: torch.optim's scalar
+            dtype (float32 unless the default dtype is float64), as ``step`` is kept. A running
+            sum compared with a float64 reference (LDoG's G) asks for float64.
+    """
 
     name: str
     initial: Value
@@ -172,6 +218,10 @@ class Sum:
     reference implementations keep one estimate for all groups), and, for a part with a
     ``process_group``, over every process (:meth:`Part.reduce_sums`). The result reaches
     :meth:`Part.coefficients` as ``ctx.sums[name]``.
+
+    Args:
+        name: the key of the sum in ``ctx.sums`` and in :meth:`Part.sum_terms`' result.
+        scope: ``"tensor"``, ``"group"`` (the default) or ``"optimizer"``, as above.
     """
 
     name: str
@@ -189,6 +239,12 @@ class Context:
     ``step`` is this tensor's own count of updates *including* the current one (1 on the first
     update; torch.optim's per-parameter ``step``), ``count`` the group's number of updates
     applied *before* this one (0 on the first; what schedules are evaluated at).
+
+    Args:
+        step: the tensor's own update count, this update included (>= 1).
+        count: the group's applied updates before this one (>= 0).
+        sums: the part's :class:`Sum` totals by name, or ``None`` on the first of a summing
+            part's two calls.
     """
 
     step: int
@@ -242,13 +298,35 @@ class Part:
     def coefficients(
         self, ctx: Context, scalars: Mapping[str, float]
     ) -> tuple[dict[str, float], dict[str, float]]:
-        """Per-tensor numbers for this step, and the new scalar state."""
+        """Per-tensor numbers for this step, and the new scalar state.
+
+        Args:
+            ctx: the tensor's step, the group's count and (second call) the sums.
+            scalars: the part's per-tensor :attr:`scalars` and group :attr:`shared` values by
+                name, as the previous step left them.
+
+        Returns:
+            The coefficients by name (floats that :meth:`apply` reads from ``c``; the same
+            names on every call) and the new values of ``scalars`` by name.
+        """
         return {}, {}
 
     def apply(
         self, u: Any, p: Any, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any
     ) -> tuple[Any, dict[str, Any]]:
-        """The new update and the new buffers, elementwise."""
+        """The new update and the new buffers, elementwise.
+
+        Args:
+            u: the update coming in (the gradient, or what the parts before made of it).
+            p: the parameter before the step.
+            buf: the part's buffers by name, before the step.
+            c: the coefficients :meth:`coefficients` returned for this tensor and step.
+            ops: the elementwise vocabulary (:class:`TorchOps` on tensors, symbols when
+                traced for the kernels).
+
+        Returns:
+            The update going out, and the new value of each buffer that changes, by name.
+        """
         raise NotImplementedError
 
     def sum_terms(
@@ -256,19 +334,35 @@ class Part:
     ) -> dict[str, Any]:
         """The elementwise terms of each of :attr:`sums`, by name, as ``apply`` would see the
         element (the same rules: ``ops`` and arithmetic only). ``c`` comes from the first
-        call of :meth:`coefficients`, made with ``ctx.sums`` ``None``."""
+        call of :meth:`coefficients`, made with ``ctx.sums`` ``None``.
+
+        Args:
+            u: the update coming in, in float64.
+            p: the parameter before the step, in float64.
+            buf: the part's buffers before the step, in float64.
+            c: the coefficients of the first call.
+            ops: the elementwise vocabulary, as for :meth:`apply`.
+        """
         return {}
 
     def needs_sums(self, shared: Mapping[str, float]) -> bool:
         """Whether this step needs :attr:`sums`, given the group's :attr:`shared` values
         (``shared``, by name). A part whose sums matter in one phase only (SWATS's estimate,
         before its switch) says no for the others: no pass over the elements is made, and its
-        second :meth:`coefficients` call sees every sum as 0."""
+        second :meth:`coefficients` call sees every sum as 0.
+
+        Args:
+            shared: the group's shared values by name, before the step.
+        """
         return True
 
     def reduce_sums(self, local: Mapping[str, float]) -> dict[str, float]:
         """Combine this process's :attr:`sums` across processes: the identity here; a part
-        with a ``process_group`` (ZeRO: each process holds other parameters) adds them up."""
+        with a ``process_group`` (ZeRO: each process holds other parameters) adds them up.
+
+        Args:
+            local: this process's totals by name.
+        """
         group = getattr(self, "process_group", None)
         if group is None or not local:
             return dict(local)
@@ -278,11 +372,21 @@ class Part:
 
     # Magnitudes override these two; see core/magnitude.py.
     def sigma(self, buf: Mapping[str, Any], c: Mapping[str, Any], ops: Any) -> Any:
-        """σ_t from the state (only for magnitude parts)."""
+        """σ_t from the state (only for magnitude parts; ``None`` for the others).
+
+        Args:
+            buf: the part's buffers by name (after the step, for the effective lr).
+            c: the part's coefficients.
+            ops: the elementwise vocabulary.
+        """
         return None
 
     def scale(self, c: Mapping[str, float]) -> float:
-        """This part's factor of η_t (only for learning-rate parts)."""
+        """This part's factor of η_t (only for learning-rate parts; 1 for the others).
+
+        Args:
+            c: the part's coefficients.
+        """
         return 1.0
 
     def __repr__(self) -> str:
@@ -300,6 +404,10 @@ class State(list):  # type: ignore[type-arg]
         >>> st = State([{}], shared={"d": 1e-6})
         >>> len(st), st.shared
         (1, {'d': 1e-06})
+
+    Args:
+        items: the per-tensor state dicts.
+        shared: the scalars kept once per param group, by name (none by default).
     """
 
     def __init__(self, items: Any = (), shared: Mapping[str, float] | None = None) -> None:
@@ -340,6 +448,9 @@ class Transform:
         >>> updates, state = adam.update([torch.tensor([0.5, -4.0])], state, p)
         >>> updates[0]  # the first Adam step is -lr·sign(g) up to eps
         tensor([-0.1000,  0.1000])
+
+    Args:
+        parts: the parts, applied in order (:func:`chain` also flattens transforms).
     """
 
     def __init__(self, parts: Sequence[Part]):
@@ -454,7 +565,10 @@ class Transform:
     def init_one(self, p: Tensor, state_dtype: torch.dtype | None = None) -> dict[str, Tensor]:
         """The initial state of one tensor (``step`` 0, buffers filled, scalars set).
 
-        Buffers take ``state_dtype``, by default :func:`default_state_dtype` of ``p``.
+        Args:
+            p: the parameter (its shape, layout and dtype; its values for ``from_param``
+                buffers).
+            state_dtype: the buffers' dtype; ``None``: :func:`default_state_dtype` of ``p``.
         """
         dtype = state_dtype or default_state_dtype(p.dtype)
         state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=scalar_dtype())}
@@ -482,6 +596,11 @@ class Transform:
         ``model.half()``) then keeps state by the same rule as a new one: float64 moments for
         float64 parameters (widening is exact), float32 for bf16/fp16 ones, never silently
         narrower than the rule.
+
+        Args:
+            st: the tensor's state dict, changed in place.
+            p: its parameter, as it is now.
+            state_dtype: the group's ``state_dtype``, or ``None`` (the rule's default).
         """
         for k in self._off_rule(st, p, state_dtype):
             st[k] = st[k].to(self._rule_dtype(p, state_dtype))
@@ -489,7 +608,13 @@ class Transform:
     def conforms(
         self, st: dict[str, Tensor], p: Tensor, state_dtype: torch.dtype | None = None
     ) -> bool:
-        """Whether ``p``'s buffers have the dtype :meth:`conform_one` would give them."""
+        """Whether ``p``'s buffers have the dtype :meth:`conform_one` would give them.
+
+        Args:
+            st: the tensor's state dict.
+            p: its parameter, as it is now.
+            state_dtype: the group's ``state_dtype``, or ``None`` (the rule's default).
+        """
         return not self._off_rule(st, p, state_dtype)
 
     @staticmethod
@@ -511,7 +636,11 @@ class Transform:
         ]
 
     def init(self, params: Sequence[Tensor]) -> State:
-        """The initial state of each tensor in ``params``."""
+        """The initial state of each tensor in ``params``.
+
+        Args:
+            params: a sequence of tensors (not one tensor).
+        """
         items = [params] if isinstance(params, Tensor) else _seq(params)
         if isinstance(params, Tensor) or not all(isinstance(p, Tensor) for p in items):
             raise TypeError(f"init: params must be a sequence of tensors, got {params!r:.80}")
@@ -534,6 +663,13 @@ class Transform:
         :meth:`init` returns) and returns the new ones in the new state's. ``sums`` gives, by
         slot, totals made elsewhere (by an optimizer, over all of its groups, from
         :meth:`partial_sums`) instead of over ``grads`` alone.
+
+        Args:
+            grads: one gradient per tensor, shaped as its parameter.
+            state: what :meth:`init` or the previous :meth:`update` returned.
+            params: the parameters before the step.
+            count: the group's updates applied before this one (an int >= 0).
+            sums: by slot index, totals to use instead of summing over ``grads``.
         """
         return self._run(grads, state, params, count, sums, partial=False)  # type: ignore[return-value]
 
@@ -542,7 +678,14 @@ class Transform:
     ) -> dict[str, float]:
         """This group's share of the sums of the part whose sums run over every group
         (:attr:`optimizer_sums_slot`), not yet added across processes; an optimizer adds the
-        shares of its groups and hands the totals to :meth:`update`."""
+        shares of its groups and hands the totals to :meth:`update`.
+
+        Args:
+            grads: one gradient per tensor, as for :meth:`update`.
+            state: the state, as for :meth:`update`.
+            params: the parameters before the step.
+            count: the group's updates applied before this one.
+        """
         return self._run(grads, state, params, count, None, partial=True)  # type: ignore[return-value]
 
     def _run(
@@ -696,6 +839,13 @@ class Transform:
         kept per group are read from ``scalars`` by name. The new scalars come back by state
         key (a shared one by its name). Every path (:meth:`update`, :meth:`effective_lr`, the
         kernels' coefficient table and tracing) makes its coefficients here.
+
+        Args:
+            si: the slot's index in :attr:`slots`.
+            step: the tensor's own update count, this one included.
+            count: the group's applied updates before this one.
+            scalars: the scalar state by state key, and the shared values by name.
+            sums: the part's sums by name; ``None`` for the first call.
         """
         slot = self.slots[si]
         part = slot.part
@@ -712,8 +862,14 @@ class Transform:
         scalars: Mapping[str, Any],
         sums: Mapping[int, Mapping[str, float]] | None = None,
     ) -> tuple[list[dict[str, float]], dict[str, float]]:
-        """Every slot's coefficients (see :meth:`slot_coefficients`), and the new scalars;
-        ``sums`` maps a slot index to its part's :class:`Sum` values."""
+        """Every slot's coefficients (see :meth:`slot_coefficients`), and the new scalars.
+
+        Args:
+            step: the tensor's own update count, this one included.
+            count: the group's applied updates before this one.
+            scalars: the scalar state by state key, and the shared values by name.
+            sums: by slot index, that part's :class:`Sum` values (none given: first calls).
+        """
         coefs: list[dict[str, float]] = []
         new: dict[str, float] = {}
         for si in range(len(self.slots)):
@@ -730,6 +886,11 @@ class Transform:
         used ``count - 1``). ``None`` for a tensor not updated yet, or everywhere when no
         part of the chain divides by a magnitude. (One tensor's state dict alone, the form
         of earlier releases, still works for one release, with a ``DeprecationWarning``.)
+
+        Args:
+            state: every tensor's state (with ``.shared`` for a chain that keeps scalars per
+                group).
+            count: the group's applied updates (the last update used ``count - 1``).
         """
         if isinstance(state, Mapping):
             warnings.warn(
@@ -746,8 +907,13 @@ class Transform:
     def effective_lr_one(
         self, state: Mapping[str, Tensor], count: int, shared: Mapping[str, float] | None = None
     ) -> Tensor | None:
-        """:meth:`effective_lr` of one tensor's state dict (``shared``: its group's scalars
-        kept once per group, as of the last update)."""
+        """:meth:`effective_lr` of one tensor's state dict.
+
+        Args:
+            state: the tensor's state dict.
+            count: the group's applied updates.
+            shared: its group's scalars kept once per group, as of the last update.
+        """
         step = int(state["step"].item())
         if step == 0:
             return None
@@ -768,6 +934,11 @@ class Transform:
         The one definition of the effective learning rate: :meth:`effective_lr` runs it on
         tensors, and the kernels trace it to measure it in the step (``adaptlr.stats``).
         ``None`` where no part of the chain divides by a magnitude.
+
+        Args:
+            buf: every buffer by state key.
+            coefs: each slot's coefficients, in slot order.
+            ops: the elementwise vocabulary (:class:`TorchOps`, or symbols when traced).
         """
         eta: Any = 1.0
         sigma = None
@@ -825,7 +996,8 @@ def _total(term: Any, like: Tensor) -> float:
 def chain(*parts: Part | Transform) -> Transform:
     """Compose parts left to right: the output update of one is the input of the next.
 
-    Transforms given as arguments are flattened into their parts.
+    Args:
+        parts: parts, or transforms (flattened into their parts).
     """
     flat: list[Part] = []
     for p in parts:

@@ -69,8 +69,8 @@ class SWATS(Declared):
     Example:
         >>> import torch, adaptlr
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
-        >>> opt = adaptlr.SWATS([w], lr=0.1)
-        >>> (w**2).sum().backward(); opt.step()  # the first step is Adam's: lr·g/(|g| + ε)
+        >>> opt = adaptlr.SWATS([w], lr=0.1, eps=0.0)
+        >>> (w**2).sum().backward(); opt.step()  # an Adam step: with ε = 0, lr·sign(g)
         >>> w.detach()
         tensor([ 0.9000, -1.9000])
         >>> opt.param_groups[0]["switch_step"]
