@@ -282,3 +282,27 @@ def test_the_monitor_records_the_phase_and_the_step_size():
     states = [r["group_state"][0] for r in mon.records]
     assert [s["switch_step"] for s in states] == [0.0] * 6 + [7.0] * 4
     assert states[-1]["sgd_lr"] == pytest.approx(ref.param_groups[0]["lr"], rel=1e-12)
+
+
+def test_an_lr_scheduler_after_the_switch_scales_the_sgd_step():
+    """After the switch the step is Λ·η_t/η_switch: a scheduler halving η halves each SGD
+    step (the momentum buffer does not depend on η), where the package would replace Λ."""
+    runs = []
+    for halve in (False, True):
+        params = _params()
+        opt = adaptlr.SWATS(params, lr=0.05, eps=0.0)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5 if halve else 1.0)
+        deltas = []
+        for step in range(11):
+            _grads(params, step, constant_from=(0, 5))
+            before = [p.detach().clone() for p in params]
+            opt.step()
+            sched.step()
+            deltas.append([p.detach() - b for p, b in zip(params, before)])
+        assert opt.param_groups[0]["switch_step"] == 7.0
+        runs.append(deltas)
+    # (from step 11 on the gradients, which depend on θ, differ too)
+    for step in range(11):
+        ratio = 0.5 if step == 10 else 1.0
+        for a, b in zip(runs[0][step], runs[1][step]):
+            torch.testing.assert_close(b, ratio * a, rtol=1e-12, atol=0)
