@@ -30,9 +30,10 @@ from typing import Any
 import torch
 
 from adaptlr.lab.tasks import get_task, train, warmup_cosine_factor
+from adaptlr.lab.time_to_target import GRID_ADAMW
 from adaptlr.lr_finder import RECOMMENDED, SUGGESTIONS, suggest
 
-GRID = [10 ** (-4 + k / 2) for k in range(7)]  # 1e-4 .. 1e-1, half a decade apart
+GRID = list(GRID_ADAMW)  # 1e-4 .. 1e-1, half a decade apart (time_to_target's grid)
 NOT_REACHED = math.inf
 SWEEP_STEPS = 100  # lr_find's default
 

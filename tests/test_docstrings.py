@@ -34,18 +34,6 @@ ROOTS = (
     "adaptlr.torch_optim",
 )
 
-#: modules whose objects are left out for now, and why: they are being rewritten by other
-#: changes at the same time; each is to leave this list once its docstrings are done
-PENDING = {
-    "adaptlr.lab.scenarios": "being edited for issue 21 by another change",
-    "adaptlr.lab.plots": "being edited for issue 21 by another change",
-    "adaptlr.lab.report": "being edited for issue 21 by another change",
-    "adaptlr.lab.cli_support": "being edited for issue 21 by another change",
-    "adaptlr.lab.tasks": "being edited for issue 21 by another change",
-    "adaptlr.lab.time_to_target": "being edited for issue 21 by another change",
-    "adaptlr.optimizers.auto": "new, being written by another change",
-}
-
 #: Google-style section headers whose entries name arguments (``Attributes`` only for a class)
 ARG_SECTIONS = ("Args", "Arguments", "Keyword Args", "Keyword Arguments", "Other Parameters")
 _HEADER = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
@@ -131,7 +119,7 @@ def _public_objects() -> Iterator[tuple[str, Any]]:
                 continue
             if not (inspect.isclass(obj) or inspect.isroutine(obj)) or id(obj) in seen:
                 continue
-            if not _defined_in_adaptlr(obj) or obj.__module__ in PENDING:
+            if not _defined_in_adaptlr(obj):
                 continue
             seen.add(id(obj))
             yield f"{obj.__module__}.{obj.__qualname__}", obj
@@ -202,7 +190,7 @@ def _missing() -> tuple[list[str], list[str], set[str]]:
                 doc = (inspect.getdoc(obj) or "") + "\n\n" + (inspect.getdoc(ctor) or "")
                 check(label, ctor, doc, _params(ctor, bound=True), True)
             for name, fn, owners in _methods(obj):
-                if id(fn) in checked or any(k.__module__ in PENDING for k in owners):
+                if id(fn) in checked:
                     continue  # (a method of a pending module's class is documented there)
                 checked.add(id(fn))
                 is_static = isinstance(inspect.getattr_static(obj, name), staticmethod)

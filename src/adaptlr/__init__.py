@@ -19,6 +19,7 @@ from .lr_finder import LRFinderResult, lr_find
 from .optimizers import (
     SGD,
     SGDW,
+    SWATS,
     AdaBound,
     Adagrad,
     Adam,
@@ -39,7 +40,6 @@ from .optimizers import (
     RMSprop,
     RootMeanSquare,
     SGDScheduleFree,
-    SWATS,
     schedule_free,  # adaptlr.schedule_free.update_bn
 )
 from .torch_optim import Optimizer, ScheduleOverrideWarning

@@ -115,3 +115,23 @@ def test_contour_grid_one_panel_per_run() -> None:
     for i, ax in enumerate(fig.axes):
         colours = {ln.get_color() for ln in ax.get_lines() if len(ln.get_xdata()) > 1}
         assert colours == {plots.COLORS[i]}  # each panel draws its own run alone
+
+
+def test_course_figures_without_a_switch_and_with_synthetic_bounds(tmp_path: Path) -> None:
+    # the demo draws them with a switch and with real bounds; here the other branches
+    tr = run(ELONGATED, "rms:lr=0.3", steps=60)  # the optimizer the other tests here use
+    fig = plots.switch(tr, 0, 0.0)
+    _outside_every_axes(fig)  # (draws it)
+    (leg,) = fig.legends
+    assert [t.get_text() for t in leg.get_texts()] == [f"{tr.label}: Adam phase, no switch"]
+    t = np.arange(1, 101, dtype=float)
+    lower, upper = 0.1 * (1 - 1 / (0.05 * t + 1)), 0.1 * (1 + 1 / (0.05 * t))
+    eff = np.clip(
+        np.geomspace(1e-3, 1, 8)[None, :] * np.ones((100, 1)), lower[:, None], upper[:, None]
+    )
+    fig = plots.bounds(t, lower, upper, 0.1, eff, title="synthetic")
+    _outside_every_axes(fig)
+    _check_png(plots.save(fig, tmp_path / "bounds.png"), 20)
+    red = np.array([0xD6, 0x27, 0x28])  # the upper bound's colour is drawn
+    arr = np.asarray(Image.open(tmp_path / "bounds.png").convert("RGB")).astype(int)
+    assert (np.abs(arr - red).sum(-1) < 30).sum() > 100

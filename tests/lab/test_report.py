@@ -10,7 +10,7 @@ import pytest
 
 import adaptlr.lab.tasks
 import adaptlr.monitor.demo
-from adaptlr.lab import ELONGATED, Scenario, plots, run
+from adaptlr.lab import ELONGATED, Scenario, plots, report, run
 from adaptlr.lab.report import progress, write_demo
 
 
@@ -26,8 +26,11 @@ def _fake(key: str) -> Scenario:
     )
 
 
+# in two processes (the default on a machine with two cores or more): the sections come back
+# in any order and are written in theirs
+@pytest.mark.parametrize("workers", [2], ids=["two_processes"])
 def test_page_sections_are_numbered_with_unique_ids(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     # the real monitor and LR-finder sections, on short runs: their ids and headings count
     train, find = adaptlr.monitor.demo.train_digits, adaptlr.lab.tasks.lr_find
@@ -35,20 +38,26 @@ def test_page_sections_are_numbered_with_unique_ids(
         adaptlr.monitor.demo, "train_digits", lambda make, **kw: train(make, steps=12, **kw)
     )
     monkeypatch.setattr(adaptlr.lab.tasks, "lr_find", lambda *a, **kw: find(*a, num_steps=20, **kw))
+    # the time-to-target section has its own test (tests/lab/test_time_to_target.py); here a
+    # stand-in numbered as the report numbers it
+    monkeypatch.setattr(
+        report, "_time_to_target", lambda out, n: f'<section id="ttt"><h2>{n}. ttt</h2></section>'
+    )
     stream = io.StringIO()
     index = write_demo(
         tmp_path,
-        scenarios={"a": lambda: _fake("a"), "b": lambda: _fake("b")},
+        scenarios={"a": lambda: _fake("a"), "b": lambda: _fake("b"), "c": lambda: _fake("c")},
         stream=stream,
         gif=False,
+        workers=workers,
     )
     page = index.read_text(encoding="utf-8")
     ids = re.findall(r"""\bid=["']([^"']+)["']""", page)
     assert len(ids) == len(set(ids)), ids
-    assert ids == ["a", "b", "monitor", "lr_find"]
+    assert ids == ["a", "b", "c", "monitor", "lr_find", "ttt"]  # in order, whatever finished first
     headings = re.findall(r"<h2>([^<]*)</h2>", page)
     assert len(headings) == page.count("<section")
-    assert [h.split(".")[0] for h in headings] == ["1", "2", "3", "4"], headings
+    assert [h.split(".")[0] for h in headings] == ["1", "2", "3", "4", "5", "6"], headings
     assert stream.getvalue() == ""  # not a terminal: no progress bar
 
 

@@ -65,6 +65,26 @@ def test_models_have_the_specified_shapes() -> None:
     assert sum(p.numel() for p in lm.parameters()) == expected
 
 
+def test_digits_cnn_is_the_digits_split_as_images() -> None:
+    task = get_task("digits_cnn")
+    cnn = task.model(0)
+    convs = (1 * 16 * 9 + 16) + (16 * 32 * 9 + 32)
+    assert sum(p.numel() for p in cnn.parameters()) == convs + 32 * 4 * 4 * 10 + 10
+    x, y = next(task.batches(0))
+    assert x.shape == (32, 64) and y.shape == (32,) and cnn(x).shape == (32, 10)
+    # the first conv sees the 8x8 image: a pixel moves only the outputs within one pixel of it
+    conv = cnn[1]
+    img = torch.zeros(1, 64)
+    img[0, 8 * 3 + 5] = 1.0  # row 3, column 5
+    out = conv(cnn[0](img)) - conv(cnn[0](torch.zeros(1, 64)))
+    moved = out.abs().sum(dim=(0, 1)).nonzero().tolist()
+    assert moved == [[r, c] for r in (2, 3, 4) for c in (4, 5, 6)]
+    stream = task.batches(3)
+    rows = Counter(tuple(r.tolist()) for _ in range(42) for r in next(stream)[0])
+    assert sum(rows.values()) == 1344  # 1347 // 32 = 42 batches an epoch
+    assert (task.steps, task.target, task.eval_every) == (500, 0.965, 5)
+
+
 def test_charlm_is_causal() -> None:
     lm = get_task("charlm").model(0).eval()
     x = torch.randint(0, tasks.VOCAB, (1, 64))
@@ -146,7 +166,9 @@ def test_train_counts_steps_to_target_and_applies_the_schedule() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="task must be one of 'digits', 'charlm', got 'mnist'"):
+    with pytest.raises(
+        ValueError, match="task must be one of 'digits', 'charlm', 'digits_cnn', got 'mnist'"
+    ):
         get_task("mnist")
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         train("digits", lambda p: torch.optim.SGD(p, lr=0.1), steps=0)

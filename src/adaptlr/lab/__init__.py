@@ -7,7 +7,8 @@ and draws what they did::
     tr = lab.run(lab.ROSENBROCK, "adam:lr=0.05", steps=500)
     lab.plots.save(lab.plots.contour(lab.ROSENBROCK, [tr]), "adam.png")
 
-``lab.SCENARIOS`` holds the six reproductions; ``adaptlr demo`` runs them all.
+``lab.SCENARIOS`` holds the lecture's six reproductions and the course's three optimizers
+(AdaBound, Lookahead, SWATS); ``adaptlr demo`` runs them all.
 """
 
 # _requires first: without the lab extra it names what to install instead of failing deep inside

@@ -44,6 +44,13 @@ def _diverged(tr) -> bool:
     )
 
 
+def _switch(opt) -> tuple[int, float]:
+    """SWATS's switch: the step after which the first group took SGD steps (0: none or not
+    a switching optimizer) and the SGD step size, from the group keys it keeps them in."""
+    group = opt.param_groups[0]
+    return int(group.get("switch_step", 0)), float(group.get("sgd_lr", 0.0))
+
+
 def lab_run(
     surface: str,
     optimizers: Sequence[str],
@@ -55,24 +62,38 @@ def lab_run(
 ) -> list[str]:
     """Run each optimizer spec on the named surface; save contour + curves; report lines.
 
-    Everything is validated before anything runs, so a bad spec costs no time.
+    Everything is validated before anything runs, so a bad spec costs no time. An optimizer
+    that switches (SWATS) has its switch marked on the path (a diamond) and named in its line.
     """
     surf = get_surface(surface)
     specs = [parse_optimizer(o) for o in optimizers]
     scheds = [parse_schedule(schedule, s.lr) if schedule else None for s in specs]
     x0 = parse_point(start) if start else surf.start
-    trs = []
+    trs, opts = [], []
     for spec, sched in zip(specs, scheds):
         name = schedule.split(":")[0] if schedule else None
         o = spec.with_schedule(sched, name) if sched is not None else spec
-        trs.append(run(surf, o, [x0], steps))
+        built: list = []  # the optimizer the run used: what it adds is read from its state
+
+        def make(params, o=o, built=built):
+            built.append(o.build(params))
+            return built[-1]
+
+        trs.append(run(surf, make, [x0], steps, label=o.label, batch=True))
+        opts.append(built[-1])
     fig = plots.new_figure(13.0, 4.6)
     left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.2])
     diverged = [tr.label for tr in trs if _diverged(tr)]
     title = f"{surf.name}, {steps} steps"
     if diverged:
         title += f"\ndiverged (curves clipped): {', '.join(diverged)}"
-    plots.contour(surf, trs, ax=left.add_subplot(), title=title)
+    ax0 = left.add_subplot()
+    plots.contour(surf, trs, ax=ax0, title=title)
+    switches = [_switch(opt) for opt in opts]
+    for i, (tr, (k, _)) in enumerate(zip(trs, switches)):
+        if k:  # SWATS: the point after which it took SGD steps
+            color = plots.COLORS[i % len(plots.COLORS)]
+            ax0.plot(*tr.params[k, 0], "D", color="w", mec=color, mew=1.5, ms=8, zorder=6)
     ax1, ax2 = right.subplots(2, 1, sharex=True)
     known = surf.min_value is not None
     gaps = [_plottable(tr.gap()[:, 0], log=known) for tr in trs]
@@ -92,9 +113,13 @@ def lab_run(
     ax1.legend(fontsize=7)
     path = plots.save(fig, out)
     lines = []
-    for tr in trs:
+    for tr, (k, sgd_lr) in zip(trs, switches):
         d = f", distance to minimum {tr.distance()[-1, 0]:.3g}" if surf.minima else ""
         note = " (diverged)" if tr.label in diverged else ""
+        if k:
+            note += (
+                f", switched to SGD after step {k} (a diamond on the path), step size {sgd_lr:.4g}"
+            )
         lines.append(f"{tr.label}: final loss {tr.loss[-1, 0]:.4g}{d}{note}")
     if gif:
         lines.append(f"wrote {plots.animate(surf, trs, gif)}")

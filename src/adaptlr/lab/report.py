@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import html
+import json
+import math
+import multiprocessing as mp
+import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -13,7 +20,7 @@ from ..lr_finder import RECOMMENDED
 from . import plots
 from .scenarios import SCENARIOS, Scenario
 
-__all__ = ["write_demo", "progress"]
+__all__ = ["write_demo", "progress", "demo_workers"]
 
 
 def progress(items: Iterable[Any], total: int, stream: TextIO | None = None) -> Iterator[Any]:
@@ -62,45 +69,144 @@ figure { margin: 1em 0; }
 """
 
 
+#: what a section job returns: its HTML, and for a reproduction its record (``results.json``)
+_Done = tuple[str, "dict[str, Any] | None"]
+
+#: what the worker processes run: set before the pool forks them, read in the children
+_JOBS: list[Callable[[], _Done]] = []
+
+
+def _run_job(i: int) -> _Done:
+    return _JOBS[i]()
+
+
+def _child() -> None:
+    # one thread: a forked child must not enter the GNU OpenMP pool its parent may have
+    # started (it would wait forever), and the sections' tensors are small
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _plain(value: Any) -> Any:
+    """A metric as JSON holds it (numpy scalars as Python numbers; NaN and inf as text)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _record(key: str, sc: Scenario, figures: list[str]) -> dict[str, Any]:
+    """What ``results.json`` keeps of a reproduction: its title, text, table, every measured
+    number (``metrics``) and its figures' file names."""
+    return {
+        "title": sc.title,
+        "text": sc.text,
+        "table": [{k: _plain(v) for k, v in row.items()} for row in sc.table or []],
+        "metrics": {k: _plain(v) for k, v in sc.metrics.items()},
+        "figures": figures,
+    }
+
+
+def demo_workers() -> int:
+    """How many processes ``adaptlr demo`` runs its sections in: the CPU count (at most 4)
+    where processes can be forked (a forked child inherits the sections to run, and a test's
+    patches), else 1."""
+    if "fork" not in mp.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _scenario_section(
+    out: Path, key: str, fn: Callable[[], Scenario], number: int, gif: bool
+) -> _Done:
+    """One reproduction run, its figures saved under ``out``: its ``<section>`` and record."""
+    sc = fn()
+    imgs, files = [], []
+    for name, fig in sc.figures().items():
+        fname = f"{key}_{name}.png"
+        plots.save(fig, out / fname)
+        files.append(fname)
+        imgs.append(f'<img src="{fname}" alt="{html.escape(sc.title)}: {name}">')
+    if gif and sc.gif is not None:
+        sc.gif(out / f"{key}.gif")
+        files.append(f"{key}.gif")
+        imgs.append(f'<img src="{key}.gif" alt="{html.escape(sc.title)}: animation">')
+    table = _table(sc.table) if sc.table else ""
+    section = (
+        f'<section id="{key}"><h2>{number}. {html.escape(sc.title)}</h2>'
+        f"<p>{html.escape(sc.text)}</p>{table}{''.join(imgs)}</section>"
+    )
+    return section, _record(key, sc, files)
+
+
+def _only(job: Callable[[Path, int], str], out: Path, number: int) -> _Done:
+    return job(out, number), None
+
+
 def write_demo(
     out_dir: str | Path,
     *,
     scenarios: dict[str, Callable[[], Scenario]] | None = None,
     stream: TextIO | None = None,
     gif: bool = True,
+    workers: int | None = None,
 ) -> Path:
     """Run every reproduction, save its figures under ``out_dir`` and write ``index.html``.
 
-    Includes the monitor's section when :mod:`adaptlr.monitor` provides ``demo_section``.
-    Returns the path of ``index.html``.
+    The sections (the reproductions, then the monitor's, the LR range test's and the time to
+    target's) run in ``workers`` processes at once and are written in their order. Beside the
+    page, ``results.json`` keeps each reproduction's title, text, table, measured numbers
+    (``metrics``) and figure files (the documentation's lecture pages are made from it).
+
+    Args:
+        out_dir: the folder the page and its figures are written to (made if missing).
+        scenarios: the reproductions by section id, each a function returning a
+            :class:`Scenario`; ``None``: :data:`SCENARIOS`, the lecture's.
+        stream: where the progress bar goes (stderr by default; drawn only on a terminal).
+        gif: also write the animations of the scenarios that have one.
+        workers: processes to run the sections in; ``None``: :func:`demo_workers`; 1: in
+            this process, one after the other.
+
+    Returns:
+        The path of ``index.html``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scenarios = scenarios or SCENARIOS
     t0 = time.perf_counter()
-    sections: list[str] = []
-    steps = [*scenarios.items(), ("monitor", None), ("lr_find", None)]
-    for key, fn in progress(steps, len(steps), stream):
-        number = len(sections) + 1  # sections are numbered in the order they are written
-        if fn is None:
-            section = _monitor_section(out, number) if key == "monitor" else _lr_find(out, number)
-            if section:
-                sections.append(section)
-            continue
-        sc = fn()
-        imgs = []
-        for name, fig in sc.figures().items():
-            fname = f"{key}_{name}.png"
-            plots.save(fig, out / fname)
-            imgs.append(f'<img src="{fname}" alt="{html.escape(sc.title)}: {name}">')
-        if gif and sc.gif is not None:
-            sc.gif(out / f"{key}.gif")
-            imgs.append(f'<img src="{key}.gif" alt="{html.escape(sc.title)}: animation">')
-        table = _table(sc.table) if sc.table else ""
-        sections.append(
-            f'<section id="{key}"><h2>{number}. {html.escape(sc.title)}</h2>'
-            f"<p>{html.escape(sc.text)}</p>{table}{''.join(imgs)}</section>"
-        )
+    keys = [*scenarios, "monitor", "lr_find", "time_to_target"]
+    jobs: list[Callable[[], _Done]] = [
+        functools.partial(_scenario_section, out, key, fn, i + 1, gif)
+        for i, (key, fn) in enumerate(scenarios.items())
+    ]
+    n = len(jobs)
+    jobs += [
+        functools.partial(_only, _monitor_section, out, n + 1),
+        functools.partial(_only, _lr_find, out, n + 2),
+        functools.partial(_only, _time_to_target, out, n + 3),
+    ]
+    done: dict[str, _Done] = {}
+    workers = demo_workers() if workers is None else workers
+    if workers <= 1:
+        for key, job in progress(list(zip(keys, jobs)), len(jobs), stream):
+            done[key] = job()
+    else:
+        _JOBS[:] = jobs  # (read by the forked children)
+        try:
+            ctx = mp.get_context("fork")
+            pool = ProcessPoolExecutor(min(workers, len(jobs)), ctx, initializer=_child)
+            with pool:
+                futures = {pool.submit(_run_job, i): key for i, key in enumerate(keys)}
+                finished = ((futures[f], f) for f in as_completed(futures))
+                for key, future in progress(finished, len(jobs), stream):
+                    done[key] = future.result()
+        finally:
+            _JOBS.clear()
+    # numbered in the order they are written (a section that came back empty takes none)
+    sections = [done[k][0] for k in keys if done[k][0]]
+    sections = [re.sub(r"<h2>\d+\. ", f"<h2>{i}. ", s, count=1) for i, s in enumerate(sections, 1)]
     elapsed = time.perf_counter() - t0
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -116,7 +222,17 @@ def write_demo(
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
+    records = {k: done[k][1] for k in keys if done[k][1] is not None}
+    results = {"elapsed_s": elapsed, "scenarios": records}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     return index
+
+
+def _time_to_target(out: Path, number: int) -> str:
+    """Time to target on digits, one seed, a few methods (adaptlr.lab.time_to_target)."""
+    from . import time_to_target
+
+    return time_to_target.demo_section(out, number)
 
 
 def _monitor_section(out: Path, number: int) -> str:

@@ -43,6 +43,9 @@ OPTIMIZERS: dict[str, _Entry] = {
     "adamw": _Entry("AdamW", {}, "Adam with decoupled weight decay"),
     "nadam": _Entry("NAdam", {}, "Adam with Nesterov momentum"),
     "radam": _Entry("RAdam", {}, "Adam with rectified variance (Liu et al., 2019)"),
+    "adabound": _Entry("AdaBound", {}, "Adam's η/σ clipped to bounds closing on final_lr"),
+    "amsbound": _Entry("AMSBound", {}, "AdaBound with AMSGrad's σ"),
+    "swats": _Entry("SWATS", {}, "Adam, then SGD at the step size it estimated"),
 }
 
 # implementation switches of torch-compatible signatures; they change nothing in the lab.
