@@ -249,6 +249,15 @@ def _reduce(
             found.own = mine_per_seg
 
 
+def _changes(
+    launches: list[tuple[Any, Any, list[dict[str, float]], Any]], shared: Mapping[str, float]
+) -> bool:
+    """Whether a row's new shared values differ from the group's before the step."""
+    return any(
+        row.get(k, v) != v for _, _, rows, _ in launches for row in rows for k, v in shared.items()
+    )
+
+
 def _sequential_rows(
     transform: Transform,
     prog: Program,
@@ -354,14 +363,16 @@ def run_step(
         _reduce(k, plan, transform, prog, work, scalar_names, count, shared, found, sums)
 
     launches = []
-    if transform.sequential:
-        launches = _sequential_rows(transform, prog, work, scalar_names, count, found, shared)
-    for i, w in enumerate(work if not launches else ()):
+    for i, w in enumerate(work):
         uniq, inverse = w.rows(found.own[i] if found.own_names else None)
         table, new_scal = coefficient_rows(
             transform, prog, uniq, scalar_names, count, found, shared
         )
         launches.append((w, table, new_scal, inverse))
+    if transform.sequential and shared and _changes(launches, shared):
+        # a tensor changed the group's values (SWATS switched): the tensors after it see
+        # them; until one does, every tensor sees the same, and the rows above are right
+        launches = _sequential_rows(transform, prog, work, scalar_names, count, found, shared)
     stride, serial = 0, 0
     if stats is not None:
         serial = next_serial()
