@@ -256,8 +256,8 @@ def child_main(which: str) -> None:
 @cache
 def _results(which: str, fresh_cache: bool = False) -> dict[str, Any]:
     """What the child ``which`` reported; a crash or an error fails with its output."""
-    # here, not at the top: pytest puts tests/ on the path, the child imports tests.test_compile
-    from kernels._child import run_python
+    # here, not at the top: the child imports tests.test_compile
+    from tests.kernels._child import run_python
 
     with tempfile.TemporaryDirectory(prefix="adaptlr-compile-") as tmp:
         # fresh_cache: numba's kernels neither on disk nor (a new process) in memory
