@@ -7,8 +7,12 @@ compiler stack): the Triton interpreter tests (``tests/kernels/test_triton_inter
 """
 
 import os
+from collections.abc import Iterator
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402  (after TRITON_INTERPRET: torch may import triton)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,3 +36,13 @@ LONGEST = (
     "tests/kernels/test_numba_cache.py",
     "tests/lab/test_demo_report.py",
 )
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test: the lab's models are small, and a second thread only
+    waits (a busy machine makes it wait long; the charlm test once ran 18x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import dataclasses
 import math
 import sysconfig
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,7 @@ import torch
 from adaptlr.lab import tasks
 from adaptlr.lab.tasks import TASKS, get_task, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # these models are small: a second thread only waits (the charlm test ran 18x slower)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (tests/conftest.py)
 
 
 def test_digits_split_is_the_issues_split() -> None:
