@@ -105,7 +105,7 @@ def algorithms(device: str) -> list[Algo]:
 def lr_free_algorithms() -> list[Algo]:
     """The learning-rate-free optimizers, each with its package's defaults (lr 1.0 where the
     package's default is 1.0: Prodigy, D-Adaptation, DoG, SGDScheduleFree; 0.0025 for the
-    other Schedule-Free ones), against that package's own step."""
+    other Schedule-Free ones), against that package's own step; and adaptlr.Auto."""
     return [
         Algo("Prodigy", adaptlr.Prodigy, None, {"lr": 1.0}, reference="prodigyopt:Prodigy"),
         Algo(
@@ -131,6 +131,7 @@ def lr_free_algorithms() -> list[Algo]:
             "RAdamScheduleFree", adaptlr.RAdamScheduleFree, None, {"lr": 0.0025},
             reference="schedulefree:RAdamScheduleFree",
         ),
+        Algo("Auto", adaptlr.Auto, None, {"lr": 1.0}),  # adaptlr's own: no package to compare
     ]  # fmt: skip
 
 

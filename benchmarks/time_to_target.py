@@ -10,11 +10,15 @@ with its own cache) and re-tabled from the caches (``--also``).
 
     nice -n 10 python benchmarks/time_to_target.py --seeds 0 1 2 \
         --cache /tmp/ttt.json --figures docs/time_to_target
+
+``--lr`` trains the tuned methods at one lr instead of their grids: the lr a grid kept,
+checked on seeds that did not choose it (``--seeds 3 4 5``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -32,14 +36,21 @@ from adaptlr.lab.time_to_target import (
 )
 
 #: the figure's panels: torch and tuned references, adaptlr's learning-rate-free optimizers
-#: at their defaults, the candidates for adaptlr.Auto; tuned AdamW + cosine in each
+#: at their defaults, the candidates for adaptlr.Auto, and Auto against the fastest ones;
+#: tuned AdamW + cosine in each
 TUNED = "AdamW + cosine, tuned"
 PANELS = [
-    [n for n, m in METHODS.items() if "adaptlr" not in m.kind and "candidate" not in m.kind],
+    [n for n, m in METHODS.items() if m.kind.startswith(("torch", "tuned", "LR range"))],
     [TUNED, *(n for n, m in METHODS.items() if "adaptlr" in m.kind)],
     [TUNED, *(n for n, m in METHODS.items() if "candidate" in m.kind)],
+    [TUNED, "AdamWScheduleFree, tuned", "Prodigy", "Auto"],
 ]
-TITLES = ["torch.optim, tuned, LR range test", "adaptlr learning-rate-free, defaults", "candidates"]
+TITLES = [
+    "torch.optim, tuned, LR range test",
+    "adaptlr learning-rate-free, defaults",
+    "candidates",
+    "adaptlr.Auto, no lr chosen",
+]
 
 
 def main() -> None:
@@ -52,6 +63,11 @@ def main() -> None:
     ap.add_argument("--also", nargs="*", default=[], help="further caches to read")
     ap.add_argument("--figures", help="folder for the figures (<task>.png)")
     ap.add_argument("--no-timing", action="store_true", help="leave out the step-time ratio")
+    ap.add_argument(
+        "--lr",
+        type=float,
+        help="train each tuned method at this lr only, not its grid (a kept lr on other seeds)",
+    )
     ap.add_argument(
         "--cached-only",
         action="store_true",
@@ -66,11 +82,14 @@ def main() -> None:
         print(f"{name}:", flush=True)
         results, missing = [], []
         for m in args.methods:
+            method = METHODS[m]
+            if args.lr is not None and method.grid:
+                method = dataclasses.replace(method, grid=(args.lr,))
             try:
                 results.append(
                     run_method(
                         name,
-                        m,
+                        method,
                         args.seeds,
                         args.steps,
                         cache=cache,

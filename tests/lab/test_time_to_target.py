@@ -21,6 +21,7 @@ METHODS = (
     "lr_find + AdamW + cosine",
     "Prodigy",
     "AdamWScheduleFree",
+    "Auto",
 )
 
 

@@ -11,7 +11,8 @@ r"""The parts of θ_{t+1} = θ_t − (η_t/σ_t)·m_t, composed with :func:`chai
 - learning-rate-free step sizes: :class:`dog` (DoG / LDoG); the distance estimate d of
   D-Adaptation and Prodigy around any rule, :class:`scale_by_distance`, and the packages' own
   forms :class:`prodigy`, :class:`dadapt_adam`, :class:`dadapt_sgd`, :class:`dadapt_adagrad`
-- averaging instead of a schedule: :class:`schedule_free` (with :class:`group_clock`)
+- averaging instead of a schedule: :class:`schedule_free` (with :class:`group_clock`), and
+  :class:`schedule_free_distance`, its step size Prodigy's estimate (:class:`adaptlr.Auto`)
 """
 
 from .base import (
@@ -41,7 +42,7 @@ from .scaling import (
     scale_by_learning_rate,
     scale_by_lr_decay,
 )
-from .schedule_free import group_clock, schedule_free
+from .schedule_free import group_clock, schedule_free, schedule_free_distance
 from .switch import switch_to_sgd
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "scale_by_learning_rate",
     "scale_by_lr_decay",
     "schedule_free",
+    "schedule_free_distance",
     "sum_sq",
     "switch_to_sgd",
 ]

@@ -34,13 +34,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .. import _checks
-from .._checks import FINITE, LR, NONNEGATIVE
-from .base import Buffer, Context, Part, Scalar, Value, resolve
+from .._checks import FINITE, LR, NONNEGATIVE, UNIT
+from .base import PROCESS_GROUP, Buffer, Context, Part, Scalar, Value, resolve
+from .distance import GROWTH, POSITIVE, _ProdigyWeights
 from .magnitude import Magnitude, radam_rectification
 
 #: β of the interpolation: 0 would put y at z and make x = y/β undefined (eval)
@@ -117,17 +119,144 @@ class schedule_free(Part):
         sched = (k + 1) / warmup if k < warmup else 1.0
         # (η·s)·f in this order: schedulefree's rounding
         lr = resolve(self.lr, k) * sched * resolve(self.lr_factor, k)
-        lr_max = max(lr, scalars["lr_max"])
-        weight = ((k + 1) ** resolve(self.r, k)) * (lr_max ** resolve(self.weight_lr_power, k))
-        weight_sum = scalars["weight_sum"] + weight
-        ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
-        b1 = resolve(self.b1, k)
-        c = {"ckp1": ckp1, "y_lr": lr * (b1 * (1 - ckp1) - 1), "lr": lr}
-        return c, {"lr_max": lr_max, "weight_sum": weight_sum, "scheduled_lr": lr}
+        return _averaging(lr, k, scalars, self.b1, self.r, self.weight_lr_power)
 
     def apply(self, u, p, buf, c, ops):
-        z = buf["z"]
-        return c["ckp1"] * (z - p) + c["y_lr"] * u, {"z": z - c["lr"] * u}
+        return _interpolate(u, p, buf["z"], c)
+
+    def scale(self, c: Mapping[str, float]) -> float:
+        return c["lr"]
+
+
+def _averaging(
+    lr: float, k: int, scalars: Mapping[str, float], b1: Value, r: Value, power: Value
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Schedule-Free's coefficients for a step of size γ = ``lr`` (the one home of the
+    averaging weights, for :class:`schedule_free` and :class:`schedule_free_distance`)."""
+    lr_max = max(lr, scalars["lr_max"])
+    weight = ((k + 1) ** resolve(r, k)) * (lr_max ** resolve(power, k))
+    weight_sum = scalars["weight_sum"] + weight
+    ckp1 = weight / weight_sum if weight_sum != 0 else 0.0
+    c = {"ckp1": ckp1, "y_lr": lr * (resolve(b1, k) * (1 - ckp1) - 1), "lr": lr}
+    return c, {"lr_max": lr_max, "weight_sum": weight_sum, "scheduled_lr": lr}
+
+
+def _interpolate(u, p, z, c):  # type: ignore[no-untyped-def]
+    """y ← y + c(z − y) + γ(β(1−c) − 1)u and z ← z − γu: the new y's update, and z."""
+    return c["ckp1"] * (z - p) + c["y_lr"] * u, {"z": z - c["lr"] * u}
+
+
+@dataclass(frozen=True, repr=False)
+class schedule_free_distance(_ProdigyWeights, Part):
+    r"""Schedule-Free averaging whose step size is Prodigy's distance estimate, measured
+    along z: no learning rate to choose (:class:`adaptlr.Auto`'s last part).
+
+    Schedule-Free's z takes the plain steps :math:`z_{k+1} = z_k - \gamma_k u_k`, so the
+    distance the estimate needs is the one z travels; the point y where gradients are taken
+    moves about :math:`1-eta` as far, which would shrink the estimate by that factor.
+    With :math:`\gamma_k = d_k\eta` and :math:`u_k` the incoming update (for
+    :class:`adaptlr.Auto`, :math:`g_k/\sigma_k`):
+
+    .. math::
+        r_{k+1} = eta_3 r_k + 	frac{d_k}{d_0}\gamma_k\langle u_k, z_0 - z_k
+angle,\quad
+        s_{k+1} = eta_3 s_k + 	frac{d_k}{d_0}\gamma_k u_k,\quad
+        \hat d = c\,rac{r_{k+1}}{\|s_{k+1}\|_1},\quad
+        d_{k+1} = \minigl(\max(d_k, \hat d_1, \dots, \hat d_{k+1}),\ \Gamma d_kigr),\
+        w_k = (k+1)^rigl(\max_{i\le k}\gamma_iigr)^{p},\quad
+        c_{k+1} = rac{w_k}{\sum_{i\le k} w_i},\quad
+        y_{k+1} = y_k + c_{k+1}(z_k - y_k) + \gamma_kigl(eta(1-c_{k+1})-1igr)u_k,\quad
+        z_{k+1} = z_k - \gamma_k u_k
+
+    with the sums over every param group of the optimizer, :math:`z_0 = y_0` the starting
+    point (buffer ``p0``), β3 = ``beta3``, c = ``d_coef``, Γ = ``growth_rate``
+    (``safeguard_warmup``: s takes :math:`(d_k/d_0)d_k u_k`, without η). The estimate is
+    Prodigy's (:class:`scale_by_distance`, with z in place of the parameter); the averaging
+    is :class:`schedule_free`'s, its weights growing with γ_max² as d grows, so the steps
+    taken while d was small count little in x. Shared scalars: ``d``, ``d_max``,
+    ``d_numerator``, ``d_denom``, ``d_hat`` (prodigyopt's names), ``lr_max``,
+    ``weight_sum``, ``scheduled_lr`` (schedulefree's); buffers ``z``, ``s``, ``p0``.
+
+    Args:
+        lr (float | Callable[[int], float], default 1.0): η, multiplies the estimated step size d
+            (a schedule here is a warm-up or a decay on top of the estimate); a finite number
+            >= 0, or a callable (a schedule) of the group's step count.
+        b1 (float | Callable[[int], float], default 0.9): β, the interpolation between z and x that
+            gives y; a number in (0, 1), or a callable (a schedule) of the group's step count.
+        beta3 (float | Callable[[int], float], default √0.999): β3, the decay rate of r and s; a
+            number in [0, 1], or a callable (a schedule) of the group's step count.
+        d0 (float | Callable[[int], float], default 1e-3): d_0, the initial estimate, and so the
+            smallest step size; a finite number > 0, or a callable (a schedule) of the group's
+            step count.
+        d_coef (float | Callable[[int], float], default 1.0): c, multiplies the estimate d̂; a
+            finite number > 0, or a callable (a schedule) of the group's step count.
+        growth_rate (float | Callable[[int], float] | None, default None): Γ, the largest factor by
+            which d may grow in one step; None: no limit; else a finite number > 0, or a callable (a
+            schedule) of the group's step count.
+        safeguard_warmup (bool, default False): s takes (d/d_0)·d·u without η (for an η that
+            warms up); True or False.
+        r (float | Callable[[int], float], default 0.0): the power of (k+1) in the averaging
+            weights; a finite number, or a callable (a schedule) of the group's step count.
+        weight_lr_power (float | Callable[[int], float], default 2.0): p, the power of γ_max in the
+            averaging weights; a finite number >= 0, or a callable (a schedule) of the group's step
+            count.
+        process_group (ProcessGroup | str | None, default None): where each process holds other
+            parameters as plain tensors (ZeRO), the ``torch.distributed`` group (or ``"world"``)
+            across which the optimizer-wide sums are added; None: this process's tensors only
+            (enough for DTensor shards and for replicated parameters).
+
+    Example:
+        >>> import torch
+        >>> from adaptlr import core
+        >>> sf = core.chain(core.schedule_free_distance(d0=0.1))
+        >>> p = [torch.tensor([1.0])]
+        >>> state = sf.init(p)
+        >>> u, state = sf.update([torch.tensor([2.0])], state, p)
+        >>> p[0] + u[0], state[0]["z"]  # the first step is d0·u: y = x = z
+        (tensor([0.8000]), tensor([0.8000]))
+        >>> state.shared["d"]  # no distance travelled before this step: no estimate yet
+        0.1
+    """
+
+    lr: Value = 1.0
+    b1: Value = 0.9
+    beta3: Value = math.sqrt(0.999)
+    d0: Value = 1e-3
+    d_coef: Value = 1.0
+    growth_rate: Value | None = None
+    safeguard_warmup: bool = False
+    r: Value = 0.0
+    weight_lr_power: Value = 2.0
+    process_group: Any = None
+    buffers = (Buffer("z", from_param=True), Buffer("s"), Buffer("p0", from_param=True))
+    is_scale = True
+
+    def __post_init__(self) -> None:
+        self._check_fields(
+            lr=LR, b1=OPEN_UNIT, beta3=UNIT, d0=POSITIVE, d_coef=POSITIVE, growth_rate=GROWTH,
+            r=FINITE, weight_lr_power=NONNEGATIVE, process_group=PROCESS_GROUP,
+        )  # fmt: skip
+
+    @property
+    def shared(self):  # type: ignore[override]
+        return (*super().shared, *schedule_free.shared)
+
+    def _b3(self, ctx: Context) -> float:
+        return resolve(self.beta3, ctx.count)
+
+    def coefficients(self, ctx: Context, scalars: Mapping[str, float]):
+        c = self._weights(ctx, scalars, 1.0)
+        new = {} if ctx.sums is None else self._estimate(ctx, scalars)
+        avg, more = _averaging(c["dlr"], ctx.count, scalars, self.b1, self.r, self.weight_lr_power)
+        return {**c, **avg}, {**new, **more}
+
+    def sum_terms(self, u, p, buf, c, ops):
+        # Prodigy's terms with z, the point that takes the plain steps, in place of p
+        return super().sum_terms(u, buf["z"], buf, c, ops)
+
+    def apply(self, u, p, buf, c, ops):
+        out, new = _interpolate(u, p, buf["z"], c)
+        return out, {**new, "s": self._s(u, buf, c)}
 
     def scale(self, c: Mapping[str, float]) -> float:
         return c["lr"]

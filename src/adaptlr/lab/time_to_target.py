@@ -132,6 +132,7 @@ METHODS: dict[str, Method] = {
         "lr_find + AdamW + cosine", _torch_adamw, "LR range test", cosine=True, lr_find=True
     ),
     **{n: Method(n, _adaptlr(n), "adaptlr, learning-rate-free, defaults") for n in LR_FREE},
+    "Auto": Method("Auto", _adaptlr("Auto"), "automatic (no lr)"),
     # candidates for adaptlr.Auto: compositions of adaptlr's optimizers and schedules
     "Prodigy + cosine": Method(
         "Prodigy + cosine", _adaptlr("Prodigy"), "candidate (no lr)", cosine=True
@@ -511,7 +512,7 @@ def figure(  # noqa: ANN201
 
 
 # -- adaptlr demo ---------------------------------------------------------------------------------
-DEMO_METHODS = ("AdamW", "Prodigy", "DoG", "AdamWScheduleFree")
+DEMO_METHODS = ("AdamW", "Prodigy", "DoG", "AdamWScheduleFree", "Auto")
 DEMO_STEPS = 200
 
 
@@ -542,7 +543,8 @@ def demo_section(out: Path, number: int) -> str:
         "setting the learning rate trains</h2>"
         f"<p>The digits task (MLP 64-128-10, batches of 64), seed 0, {DEMO_STEPS} steps: the "
         f"steps until the validation accuracy first reaches {task.target:g}, with no learning "
-        "rate chosen (torch's AdamW at its defaults, adaptlr's learning-rate-free optimizers). "
+        "rate chosen (torch's AdamW at its defaults, adaptlr's learning-rate-free optimizers, "
+        "and adaptlr.Auto, the recommendation). "
         "The full benchmark, with tuned grids, three tasks and three seeds, is "
         "docs/time_to_target.md.</p>"
         f"<table><tr><th>method</th><th>steps to target</th><th>final accuracy</th></tr>{rows}"

@@ -3,6 +3,7 @@
 from .adabound import AdaBound, AMSBound
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .auto import Auto
 from .averager import PolynomialDecayAverager
 from .dadapt import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD
 from .dog import DoG, LDoG
@@ -28,6 +29,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "AdamWScheduleFree",
+    "Auto",
     "DAdaptAdaGrad",
     "DAdaptAdam",
     "DAdaptSGD",

@@ -15,6 +15,7 @@ import torch
 from .adabound import AdaBound, AMSBound
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .auto import Auto
 from .dadapt import DAdaptAdaGrad, DAdaptAdam, DAdaptSGD
 from .dog import DoG, LDoG
 from .nadam import NAdam
@@ -172,6 +173,12 @@ REGISTRY: dict[str, OptimizerInfo] = {
             {"lr": 0.1},
             {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.1, "warmup_steps": 5},
             {"lr": 0.1, "r": 0.5, "weight_lr_power": 1.0},
+        )),
+        # adaptlr's own: tested against a float64 recomputation in tests/optimizers/test_auto.py
+        OptimizerInfo("auto", Auto, (), own_configs=(
+            {"lr": 1.0},
+            {"lr": 1.0, "weight_decay": 0.1, "betas": (0.8, 0.99), "d0": 1e-4, "d_coef": 2.0},
+            {"lr": 0.5, "growth_rate": 1.05, "beta3": 0.9, "r": 1.0, "weight_lr_power": 1.0},
         )),
         OptimizerInfo("radamschedulefree", RAdamScheduleFree, (), own_configs=(
             {"lr": 0.01},
