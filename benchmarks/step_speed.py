@@ -729,9 +729,10 @@ LR_FREE_NOTES = """\
 The learning-rate-free optimizers (adaptlr's parts with sums or shared scalars), each with its
 reference package's defaults, against that package's own step (*reference package*: prodigyopt,
 dadaptation, dog, schedulefree; "—" where it is not installed, and for adaptlr.Auto, which
-has none; Schedule-Free's optimizers are put in train mode first). Where a part needs sums over many elements (Prodigy's and
-D-Adaptation's ⟨g, x₀ − x⟩ and ‖s‖₁, DoG's Σ‖g‖² and ‖x − x₀‖), the fused step makes a
-reduction pass over the group's elements before the update pass, and reads its totals back once.
+has none; Schedule-Free's optimizers are put in train mode first). Where a part needs sums
+over many elements (Prodigy's and D-Adaptation's ⟨g, x₀ − x⟩ and ‖s‖₁, DoG's Σ‖g‖² and
+‖x − x₀‖), the fused step makes a reduction pass over the group's elements before the update
+pass, and reads its totals back once.
 *passes* lists, per pass, the float32 words per parameter it moves, counted from the traced
 program: each reduction's loads, then the update's loads + stores. The *floor* moves the
 bytes of every pass. *adaptlr / reference* below 1 means adaptlr is faster.
