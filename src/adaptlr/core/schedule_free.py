@@ -153,19 +153,18 @@ class schedule_free_distance(_ProdigyWeights, Part):
 
     Schedule-Free's z takes the plain steps :math:`z_{k+1} = z_k - \gamma_k u_k`, so the
     distance the estimate needs is the one z travels; the point y where gradients are taken
-    moves about :math:`1-eta` as far, which would shrink the estimate by that factor.
+    moves about :math:`1-\beta` as far, which would shrink the estimate by that factor.
     With :math:`\gamma_k = d_k\eta` and :math:`u_k` the incoming update (for
     :class:`adaptlr.Auto`, :math:`g_k/\sigma_k`):
 
     .. math::
-        r_{k+1} = eta_3 r_k + 	frac{d_k}{d_0}\gamma_k\langle u_k, z_0 - z_k
-angle,\quad
-        s_{k+1} = eta_3 s_k + 	frac{d_k}{d_0}\gamma_k u_k,\quad
-        \hat d = c\,rac{r_{k+1}}{\|s_{k+1}\|_1},\quad
-        d_{k+1} = \minigl(\max(d_k, \hat d_1, \dots, \hat d_{k+1}),\ \Gamma d_kigr),\
-        w_k = (k+1)^rigl(\max_{i\le k}\gamma_iigr)^{p},\quad
-        c_{k+1} = rac{w_k}{\sum_{i\le k} w_i},\quad
-        y_{k+1} = y_k + c_{k+1}(z_k - y_k) + \gamma_kigl(eta(1-c_{k+1})-1igr)u_k,\quad
+        r_{k+1} = \beta_3 r_k + \tfrac{d_k}{d_0}\gamma_k\langle u_k, z_0 - z_k\rangle,\quad
+        s_{k+1} = \beta_3 s_k + \tfrac{d_k}{d_0}\gamma_k u_k,\quad
+        \hat d = c\,\frac{r_{k+1}}{\|s_{k+1}\|_1},\quad
+        d_{k+1} = \min\bigl(\max(d_k, \hat d_1, \dots, \hat d_{k+1}),\ \Gamma d_k\bigr),\\
+        w_k = (k+1)^r\bigl(\max_{i\le k}\gamma_i\bigr)^{p},\quad
+        c_{k+1} = \frac{w_k}{\sum_{i\le k} w_i},\quad
+        y_{k+1} = y_k + c_{k+1}(z_k - y_k) + \gamma_k\bigl(\beta(1-c_{k+1})-1\bigr)u_k,\quad
         z_{k+1} = z_k - \gamma_k u_k
 
     with the sums over every param group of the optimizer, :math:`z_0 = y_0` the starting
