@@ -1,5 +1,5 @@
 """Tests written for the mutants of ``adaptlr.core`` that the core and equivalence tests let
-survive (mutmut, see docs/mutation.md). Each compares against an independent reference:
+survive (mutmut, see docs/mutation_testing.md). Each compares against an independent reference:
 torch.optim, a torch utility, or a closed form computed here in float64.
 """
 

@@ -1,5 +1,5 @@
 """Tests written for the mutants of ``adaptlr.kernels.codegen`` that the kernel parity tests let
-survive (mutmut, see docs/mutation.md). The fast path (the default on CPU: generated numba
+survive (mutmut, see docs/mutation_testing.md). The fast path (the default on CPU: generated numba
 kernels) is compared with closed forms computed here in float64, never with its own output.
 """
 

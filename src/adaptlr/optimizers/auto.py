@@ -1,4 +1,4 @@
-"""``Auto``: adaptlr's answer to "I do not want to choose a learning rate" (docs/auto.md).
+"""``Auto``: adaptlr's answer to "I do not want to choose a learning rate".
 
 Schedule-Free AdamW whose step size is Prodigy's distance estimate, measured along the
 sequence z that takes Schedule-Free's plain steps. How it was chosen, and the measured table
@@ -67,8 +67,9 @@ class Auto(_ScheduleFree, DistanceOptimizer):
     The averaging weighs each step by γ_max², so the early steps, taken while d was still
     small, count little in x. No warm-up: the growing estimate is one.
 
-    **When to use it, and when not**: docs/auto.md, from the measured table in
-    docs/time_to_target.md. In short: training from scratch with no lr to choose. The
+    **When to use it, and when not**: README's "No learning rate to choose" and the
+    section ``adaptlr.Auto`` of docs/time_to_target.md, from its measured tables. In short:
+    training from scratch with no lr to choose. The
     estimate never falls below ``d0`` (torch's AdamW lr, 1e-3, by default): for fine-tuning
     a pretrained model, whose steps must stay small, lower ``d0`` or choose an lr.
 
