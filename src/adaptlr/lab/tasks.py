@@ -38,7 +38,7 @@ import functools
 import math
 import os
 import sysconfig
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from ..lr_finder import lr_find as _lr_find
 __all__ = [
     "TASKS",
     "Task",
+    "best_metric",
     "TrainResult",
     "get_task",
     "lr_find",
@@ -320,6 +321,22 @@ def get_task(name: str | Task) -> Task:
 
 
 # -- training -------------------------------------------------------------------------------------
+
+
+def best_metric(metric: Sequence[float], higher_is_better: bool) -> float:
+    """The best finite value of a run's metric curve (NaN if none is finite).
+
+    Args:
+        metric: the metric at each evaluation.
+        higher_is_better: whether the largest value is the best (accuracy) or the smallest
+            (loss).
+    """
+    finite = [m for m in metric if math.isfinite(m)]
+    if not finite:
+        return math.nan
+    return max(finite) if higher_is_better else min(finite)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """One run: training losses per step, the metric at ``eval_steps``, the steps to target."""
@@ -337,10 +354,7 @@ class TrainResult:
         return self.metric[-1]
 
     def best(self, higher_is_better: bool) -> float:
-        finite = [m for m in self.metric if math.isfinite(m)]
-        if not finite:
-            return math.nan
-        return max(finite) if higher_is_better else min(finite)
+        return best_metric(self.metric, higher_is_better)
 
 
 def warmup_cosine_factor(steps: int, warmup_fraction: float = 0.05) -> Callable[[int], float]:

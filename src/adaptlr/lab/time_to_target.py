@@ -32,7 +32,7 @@ from torch import nn
 
 from .. import schedules
 from .._checks import Integer, fail_type
-from .tasks import Task, get_task, lr_find, train, warmup_cosine_factor
+from .tasks import Task, best_metric, get_task, lr_find, train, warmup_cosine_factor
 
 __all__ = [
     "GRID_ADAMW",
@@ -177,10 +177,7 @@ class Run:
     extra_steps: int = 0  #: steps spent before the run (the LR range test's sweep)
 
     def best(self, higher_is_better: bool) -> float:
-        finite = [m for m in self.metric if math.isfinite(m)]
-        if not finite:
-            return math.nan
-        return max(finite) if higher_is_better else min(finite)
+        return best_metric(self.metric, higher_is_better)
 
     @property
     def final(self) -> float:

@@ -16,7 +16,7 @@ from ..core.base import Value
 from ._declare import EPS, Hyper, Hyperparameters
 from .dadapt import D0, GROWTH_RATE, LR_FREE, PROCESS_GROUP, DistanceOptimizer, growth
 from .prodigy import BETA3, D_COEF
-from .schedule_free import SF_BETAS, SF_WEIGHT_DECAY, WEIGHT_LR_POWER, R, _ScheduleFree
+from .schedule_free import SF_BETAS, SF_WEIGHT_DECAY, WEIGHT_LR_POWER, R, _decay, _ScheduleFree
 
 AUTO_D0 = Hyper(
     "d0",
@@ -109,10 +109,9 @@ class Auto(_ScheduleFree, DistanceOptimizer):
     @staticmethod
     def _chain(h: Hyperparameters) -> Transform:
         b1, b2 = h.betas
-        decay = (core.add_decayed_weights(h.weight_decay),) if h.weight_decay else ()
         return core.chain(
             core.group_clock(core.ema_sq(b2, eps=h.eps, debias=True)),
-            *decay,
+            *_decay(h),
             core.schedule_free_distance(
                 lr=h.lr, b1=b1, beta3=_Root(b2) if h.beta3 is None else h.beta3, d0=h.d0,
                 d_coef=h.d_coef, growth_rate=growth(h), r=h.r, weight_lr_power=h.weight_lr_power,
