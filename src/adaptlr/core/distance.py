@@ -740,12 +740,15 @@ class dadapt_adagrad(_Estimated, Part):
     def sum_terms(self, u, p, buf, c, ops):
         _, sk, den = self._new(u, buf, c, ops)
         old = buf["sk"]
+        # one division for the two terms over the new denominator: the float64 pass is bound
+        # by its divisions and square roots, not by memory (docs/benchmarks-lr-free.md)
+        inv = 1.0 / den
         return {
-            "sksq_new": (sk * sk) / den,
+            "sksq_new": (sk * sk) * inv,
             "sksq_old": (old * old) / (ops.sqrt(buf["alphak"]) + c["eps"]),
             "skl1_new": ops.abs(sk),
             "skl1_old": ops.abs(old),
-            "g_sq": (u * u) / den,
+            "g_sq": (u * u) * inv,
         }
 
     def apply(self, u, p, buf, c, ops):
