@@ -31,21 +31,18 @@ def address_as(typingctx, addr, witness):  # type: ignore[no-untyped-def]
 @numba.njit(inline="always")
 def nanmax(a, b):  # type: ignore[no-untyped-def]
     """``torch.maximum``: NaN if either operand is NaN."""
-    if a != a:
-        return a
-    if b != b:
-        return b
-    return a if a > b else b
+    # two selects, not branches, which LLVM makes a vmaxps and one blend: b > a is false
+    # when either is NaN, so a's NaN comes through the first select, b's through the second;
+    # a tie (+0, -0) gives a, as torch does
+    r = b if b > a else a
+    return b if b != b else r
 
 
 @numba.njit(inline="always")
 def nanmin(a, b):  # type: ignore[no-untyped-def]
     """``torch.minimum``: NaN if either operand is NaN."""
-    if a != a:
-        return a
-    if b != b:
-        return b
-    return a if a < b else b
+    r = b if b < a else a  # as nanmax
+    return b if b != b else r
 
 
 @numba.njit(fastmath={"reassoc", "nsz"})
