@@ -33,7 +33,7 @@ def nanmax(a, b):  # type: ignore[no-untyped-def]
     """``torch.maximum``: NaN if either operand is NaN."""
     # two selects, not branches, which LLVM makes a vmaxps and one blend: b > a is false
     # when either is NaN, so a's NaN comes through the first select, b's through the second;
-    # a tie (+0, -0) gives a, as torch does
+    # a tie (+0, -0) gives a, as torch's scalar loop does (its vectorised one gives b)
     r = b if b > a else a
     return b if b != b else r
 
