@@ -10,10 +10,11 @@ picked up by themselves.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from ._markdown import fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([*(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "howto").glob("*.md")])
@@ -34,10 +35,9 @@ def _blocks() -> list[tuple[str, str]]:
     """("page:line", text) of every ```python block of the pages."""
     out = []
     for page in PAGES:
-        text = page.read_text(encoding="utf-8")
-        for m in re.finditer(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, re.S | re.M):
-            line = text.count("\n", 0, m.start()) + 1
-            out.append((f"{page.relative_to(ROOT).as_posix()}:{line}", m.group(1)))
+        where = page.relative_to(ROOT).as_posix()
+        for line, body in fenced_blocks(page.read_text(encoding="utf-8"), "python"):
+            out.append((f"{where}:{line}", body))
     return out
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from ._markdown import fenced_blocks
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 TEXT = README.read_text(encoding="utf-8")
@@ -33,10 +35,7 @@ SETUP = ("python3 -m venv ", ". .venv/bin/activate", "pip install ")
 
 def _blocks(lang: str) -> list[tuple[int, str]]:
     """(line number, text) of every fenced block of ``lang`` in the README."""
-    out = []
-    for m in re.finditer(rf"^```{lang}[ \t]*\n(.*?)^```[ \t]*$", TEXT, re.S | re.M):
-        out.append((TEXT.count("\n", 0, m.start()) + 1, m.group(1)))
-    return out
+    return fenced_blocks(TEXT, lang)
 
 
 def _shell_lines() -> list[tuple[int, str]]:

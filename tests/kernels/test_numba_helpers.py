@@ -21,6 +21,7 @@ import torch
 import adaptlr
 from adaptlr.kernels import _numba_support, codegen
 from adaptlr.kernels._numba_support import nanmax, nanmin
+from adaptlr.kernels.programs import program_for
 
 SPECIAL = [math.nan, -math.inf, -1.5, -0.0, 0.0, 1e-30, 1.5, 2.5, math.inf]
 
@@ -103,7 +104,5 @@ def test_generated_source_names_the_helpers_it_inlines() -> None:
     # it, or a cache written before the change would run the old helpers
     digest = hashlib.sha256(Path(_numba_support.__file__).read_bytes()).hexdigest()[:16]
     opt = adaptlr.Adam([torch.zeros(1, requires_grad=True)], amsgrad=True)
-    from adaptlr.kernels.programs import program_for
-
     source = codegen.numba_source(program_for(opt.transform_for(opt.param_groups[0])), "float32")
     assert digest in source
